@@ -1,0 +1,124 @@
+//! The user's YAML file, as written: every key, its default, and nothing else.
+//!
+//! These structs only describe the document (`deny_unknown_fields` everywhere, so a typo is an
+//! error, not a silently ignored key). Checking values and turning them into what the proxy uses
+//! is `validate.rs`'s job.
+
+use serde::Deserialize;
+
+/// `listen:` accepts one address or a list of them.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+impl Default for OneOrMany {
+    fn default() -> Self {
+        OneOrMany::One("127.0.0.1:8080".into())
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub listen: OneOrMany,
+    pub client_id: Option<String>,
+    /// Worker threads of the public proxy service.
+    pub threads: Option<usize>,
+    #[serde(default)]
+    pub sites: Vec<SiteFile>,
+    #[serde(default)]
+    pub inject: InjectFile,
+    #[serde(default)]
+    pub tracker: PathFile,
+    #[serde(default)]
+    pub collect: PathFile,
+    #[serde(default)]
+    pub admin: AdminFile,
+    #[serde(default)]
+    pub cookies: CookiesFile,
+    #[serde(default)]
+    pub store: StoreFile,
+    #[serde(default)]
+    pub timeouts: TimeoutsFile,
+    /// Seconds that in-flight requests get to finish on shutdown.
+    pub grace_period_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteFile {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub upstream: Option<String>,
+    #[serde(default)]
+    pub upstream_tls: bool,
+    pub upstream_sni: Option<String>,
+    /// Verify the origin's certificate (HTTPS origins). Opt out only for self-signed origins.
+    pub upstream_verify: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct InjectFile {
+    pub enabled: Option<bool>,
+    pub position: Option<String>,
+    pub duplicates: Option<String>,
+    #[serde(default)]
+    pub exclude_paths: Vec<String>,
+    /// Upper bound of the HTML parser's buffers for one response, in KiB.
+    pub max_buffer_kib: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PathFile {
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    pub listen: Option<String>,
+    pub token: Option<String>,
+    pub token_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CookiesFile {
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    pub sqlite: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsFile {
+    /// Seconds to establish a TCP (and TLS) connection to the origin.
+    pub connect: Option<f64>,
+    /// Seconds to wait for the origin's response headers, and between body reads.
+    pub read: Option<f64>,
+    /// Seconds to wait for the origin to accept request bytes.
+    pub write: Option<f64>,
+    /// Seconds an idle upstream keep-alive connection is kept in the pool.
+    pub idle: Option<f64>,
+}

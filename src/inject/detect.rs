@@ -1,0 +1,215 @@
+//! Recognising a monitoring code already in a page (design.md §3): a `<script>` whose text sets
+//! `_smid` or `SalesmanagoObject`, or whose `src` ends in `/static/sm.js` or is the tracker path.
+
+use memchr::memmem;
+use std::sync::LazyLock;
+
+static SMID: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"_smid"));
+static SMOBJ: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"SalesmanagoObject"));
+
+/// Whether a `<script type=...>` is one a browser runs (a JSON or template block is not code).
+pub fn is_executable_type(type_attr: Option<&str>) -> bool {
+    let Some(t) = type_attr else { return true };
+    let t = t.trim().to_ascii_lowercase();
+    let mime = t.split(';').next().unwrap_or("").trim();
+    matches!(
+        mime,
+        "" | "module"
+            | "text/javascript"
+            | "application/javascript"
+            | "application/ecmascript"
+            | "application/x-javascript"
+            | "application/x-ecmascript"
+            | "text/ecmascript"
+            | "text/jscript"
+            | "text/x-javascript"
+            | "text/x-ecmascript"
+            | "text/livescript"
+            | "text/javascript1.0"
+            | "text/javascript1.1"
+            | "text/javascript1.2"
+            | "text/javascript1.3"
+            | "text/javascript1.4"
+            | "text/javascript1.5"
+    )
+}
+
+/// Whether a script `src` loads the vendor's loader or our tracker.
+pub fn is_code_src(src: &str, tracker_path: &str) -> bool {
+    let src = src.trim();
+    let end = src.find(['?', '#']).unwrap_or(src.len());
+    let without_query = &src[..end];
+    if without_query
+        .to_ascii_lowercase()
+        .ends_with("/static/sm.js")
+    {
+        return true;
+    }
+    url_path(without_query) == tracker_path
+}
+
+/// The path of a URL that may be absolute (`https://h/p`), scheme-relative (`//h/p`) or a path.
+fn url_path(url: &str) -> &str {
+    let rest = if let Some(i) = url.find("://") {
+        &url[i + 3..]
+    } else if let Some(r) = url.strip_prefix("//") {
+        r
+    } else {
+        return url;
+    };
+    match rest.find('/') {
+        Some(i) => &rest[i..],
+        None => "/",
+    }
+}
+
+/// Whether script text assigns `_smid` or `SalesmanagoObject` (reading them, as some
+/// integrations do, does not make a second code).
+/// `complete`: `text` is the whole script; otherwise a marker at its very end is undecided
+/// (`_smid =` may yet become `_smid ==`).
+pub fn text_sets_code(text: &[u8], complete: bool) -> bool {
+    assigns_after(&SMID, text, b"_smid".len(), complete)
+        || assigns_after(&SMOBJ, text, b"SalesmanagoObject".len(), complete)
+}
+
+/// Longest run that can hold one marker and its assignment, kept between text chunks.
+pub const CARRY: usize = 96;
+
+fn assigns_after(
+    finder: &memmem::Finder<'_>,
+    text: &[u8],
+    marker_len: usize,
+    complete: bool,
+) -> bool {
+    let mut from = 0;
+    while let Some(i) = finder.find(&text[from..]) {
+        let mut j = from + i + marker_len;
+        // `_smid = ...`, `['SalesmanagoObject'] = ...`, `"_smid": ...` (object literal).
+        while j < text.len()
+            && matches!(text[j], b' ' | b'\t' | b'\r' | b'\n' | b'\'' | b'"' | b']')
+        {
+            j += 1;
+        }
+        if j < text.len() {
+            let c = text[j];
+            let next = text.get(j + 1).copied();
+            let assignment = match (c, next) {
+                (b'=', Some(n)) => n != b'=',
+                (b'=', None) => complete,
+                (b':', _) => true,
+                _ => false,
+            };
+            if assignment {
+                return true;
+            }
+        }
+        from += i + marker_len;
+    }
+    false
+}
+
+/// Finds a marker in script text that arrives in chunks, keeping a short carry-over so a
+/// marker split between two chunks is still found.
+#[derive(Default, Debug)]
+pub struct TextScanner {
+    carry: String,
+    found: bool,
+}
+
+impl TextScanner {
+    pub fn feed(&mut self, chunk: &str) {
+        if self.found || chunk.is_empty() {
+            return;
+        }
+        if self.carry.is_empty() {
+            self.found = text_sets_code(chunk.as_bytes(), false);
+        } else {
+            self.carry.push_str(chunk);
+            self.found = text_sets_code(self.carry.as_bytes(), false);
+        }
+        if !self.found {
+            let joined = if self.carry.is_empty() {
+                chunk
+            } else {
+                self.carry.as_str()
+            };
+            let mut start = joined.len().saturating_sub(CARRY);
+            while !joined.is_char_boundary(start) {
+                start += 1;
+            }
+            self.carry = joined[start..].to_string();
+        }
+    }
+
+    /// Whether the whole text, now complete, sets a code.
+    pub fn finish(&mut self) -> bool {
+        self.found || text_sets_code(self.carry.as_bytes(), true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_loader_is_a_code() {
+        let vendor =
+            "var _smid = \"abc\";\n(function(w, r, a, sm, s ) {\nw['SalesmanagoObject'] = r;";
+        assert!(text_sets_code(vendor.as_bytes(), true));
+        assert!(text_sets_code(b"window._smid='x'", true));
+        assert!(text_sets_code(b"w[\"SalesmanagoObject\"]=r", true));
+    }
+
+    #[test]
+    fn reading_the_variables_is_not_a_code() {
+        assert!(!text_sets_code(b"if (window._smid == 'x') {}", true));
+        assert!(!text_sets_code(b"console.log(_smid)", true));
+        assert!(!text_sets_code(b"var SalesmanagoObjectName", true));
+        assert!(!text_sets_code(b"var x = 1;", true));
+    }
+
+    #[test]
+    fn markers_split_across_chunks_are_found() {
+        let text = "var a=1; var _smid = 'x';";
+        for cut in 0..text.len() {
+            let mut s = TextScanner::default();
+            s.feed(&text[..cut]);
+            s.feed(&text[cut..]);
+            assert!(s.finish(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn comparison_split_after_the_equals_sign_is_not_a_code() {
+        let text = "if (window._smid == 'x') {}";
+        for cut in 0..text.len() {
+            let mut s = TextScanner::default();
+            s.feed(&text[..cut]);
+            s.feed(&text[cut..]);
+            assert!(!s.finish(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn sources() {
+        assert!(is_code_src(
+            "https://www.salesmanago.pl/static/sm.js",
+            "/_sm/sm.js"
+        ));
+        assert!(is_code_src("//cdn.example/static/sm.js?v=1", "/_sm/sm.js"));
+        assert!(is_code_src("/_sm/sm.js?v=abc", "/_sm/sm.js"));
+        assert!(is_code_src("https://shop.example/_sm/sm.js", "/_sm/sm.js"));
+        assert!(!is_code_src("/static/sm.json", "/_sm/sm.js"));
+        assert!(!is_code_src("/js/app.js", "/_sm/sm.js"));
+    }
+
+    #[test]
+    fn executable_types() {
+        assert!(is_executable_type(None));
+        assert!(is_executable_type(Some("text/javascript")));
+        assert!(is_executable_type(Some(" Module ")));
+        assert!(!is_executable_type(Some("application/ld+json")));
+        assert!(!is_executable_type(Some("text/template")));
+    }
+}

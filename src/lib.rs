@@ -1,0 +1,16 @@
+//! smproxy: an edge reverse proxy that injects one marketing-automation monitoring code into
+//! every HTML page it serves.
+//!
+//! Reading order: `server` (how the process is assembled), `proxy` (Pingora's phases, each
+//! handing off to a module), then `inject`, `route`, `codec`, `config`.
+
+pub mod admin;
+pub mod codec;
+pub mod config;
+pub mod demo;
+pub mod inject;
+pub mod metrics;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod snippet;

@@ -1,0 +1,188 @@
+//! Counters of what the proxy did, per site, rendered in Prometheus' text format for the admin
+//! listener's `/metrics` (and read by the status API).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::inject::{Anchor, Outcome, Skip};
+
+#[derive(Default)]
+pub struct SiteCounters {
+    pub injected_head: AtomicU64,
+    pub injected_body: AtomicU64,
+    pub injected_document_end: AtomicU64,
+    pub already_tagged: AtomicU64,
+    pub duplicates_removed: AtomicU64,
+    pub duplicates_kept: AtomicU64,
+    pub rewrite_failed: AtomicU64,
+    pub skipped: [AtomicU64; Skip::ALL.len()],
+    pub upstream_errors: AtomicU64,
+}
+
+impl SiteCounters {
+    pub fn pages_injected(&self) -> u64 {
+        self.injected_head.load(Relaxed)
+            + self.injected_body.load(Relaxed)
+            + self.injected_document_end.load(Relaxed)
+    }
+
+    pub fn skip(&self, why: Skip) {
+        self.skipped[why.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Records the outcome of one rewritten document.
+    pub fn record(&self, o: &Outcome) {
+        match o.injected {
+            Some(Anchor::HeadEnd) => self.injected_head.fetch_add(1, Relaxed),
+            Some(Anchor::BodyEnd) => self.injected_body.fetch_add(1, Relaxed),
+            Some(Anchor::DocumentEnd) => self.injected_document_end.fetch_add(1, Relaxed),
+            None => 0,
+        };
+        if o.already_tagged {
+            self.already_tagged.fetch_add(1, Relaxed);
+        }
+        self.duplicates_removed
+            .fetch_add(u64::from(o.duplicates_removed), Relaxed);
+        self.duplicates_kept
+            .fetch_add(u64::from(o.duplicates_kept), Relaxed);
+        if o.failure.is_some() {
+            self.rewrite_failed.fetch_add(1, Relaxed);
+        }
+        if o.unsupported_charset {
+            self.skip(Skip::Charset);
+        }
+    }
+}
+
+pub struct Metrics {
+    pub sites: Vec<(String, SiteCounters)>,
+    /// Requests whose Host matched no site (answered 421).
+    pub unrouted: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new(site_names: impl IntoIterator<Item = String>) -> Self {
+        Metrics {
+            sites: site_names
+                .into_iter()
+                .map(|n| (n, SiteCounters::default()))
+                .collect(),
+            unrouted: AtomicU64::new(0),
+        }
+    }
+
+    pub fn site(&self, index: usize) -> &SiteCounters {
+        &self.sites[index].1
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut family = |name: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (labels, v) in rows {
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            }
+        };
+        family(
+            "smproxy_pages_injected_total",
+            "HTML pages that received the monitoring code, by anchor.",
+            &mut self.sites.iter().flat_map(|(n, c)| {
+                [
+                    (
+                        format!("site=\"{n}\",anchor=\"head_end\""),
+                        c.injected_head.load(Relaxed),
+                    ),
+                    (
+                        format!("site=\"{n}\",anchor=\"body_end\""),
+                        c.injected_body.load(Relaxed),
+                    ),
+                    (
+                        format!("site=\"{n}\",anchor=\"document_end\""),
+                        c.injected_document_end.load(Relaxed),
+                    ),
+                ]
+            }),
+        );
+        family(
+            "smproxy_pages_already_tagged_total",
+            "HTML pages that already carried a monitoring code (nothing injected).",
+            &mut self
+                .sites
+                .iter()
+                .map(|(n, c)| (format!("site=\"{n}\""), c.already_tagged.load(Relaxed))),
+        );
+        family(
+            "smproxy_duplicates_removed_total",
+            "Monitoring codes removed because another came first.",
+            &mut self
+                .sites
+                .iter()
+                .map(|(n, c)| (format!("site=\"{n}\""), c.duplicates_removed.load(Relaxed))),
+        );
+        family(
+            "smproxy_duplicates_kept_total",
+            "Second monitoring codes left in place (duplicates: keep).",
+            &mut self
+                .sites
+                .iter()
+                .map(|(n, c)| (format!("site=\"{n}\""), c.duplicates_kept.load(Relaxed))),
+        );
+        family(
+            "smproxy_rewrite_failures_total",
+            "Pages whose rewriting failed; the rest of the page was passed through unchanged.",
+            &mut self
+                .sites
+                .iter()
+                .map(|(n, c)| (format!("site=\"{n}\""), c.rewrite_failed.load(Relaxed))),
+        );
+        family(
+            "smproxy_pages_skipped_total",
+            "Responses passed through without injection, by reason.",
+            &mut self.sites.iter().flat_map(|(n, c)| {
+                Skip::ALL.iter().map(move |s| {
+                    (
+                        format!("site=\"{n}\",reason=\"{}\"", s.label()),
+                        c.skipped[s.index()].load(Relaxed),
+                    )
+                })
+            }),
+        );
+        family(
+            "smproxy_upstream_errors_total",
+            "Requests answered 502/504 because the origin failed.",
+            &mut self
+                .sites
+                .iter()
+                .map(|(n, c)| (format!("site=\"{n}\""), c.upstream_errors.load(Relaxed))),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP smproxy_unrouted_requests_total Requests whose Host matched no site (421).\n\
+# TYPE smproxy_unrouted_requests_total counter\nsmproxy_unrouted_requests_total {}",
+            self.unrouted.load(Relaxed)
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_per_site() {
+        let m = Metrics::new(["shop".to_string()]);
+        m.site(0).record(&Outcome {
+            injected: Some(Anchor::HeadEnd),
+            duplicates_removed: 2,
+            ..Default::default()
+        });
+        m.site(0).skip(Skip::NotHtml);
+        let text = m.render();
+        assert!(text.contains("smproxy_pages_injected_total{site=\"shop\",anchor=\"head_end\"} 1"));
+        assert!(text.contains("smproxy_duplicates_removed_total{site=\"shop\"} 2"));
+        assert!(text.contains("smproxy_pages_skipped_total{site=\"shop\",reason=\"not_html\"} 1"));
+        assert_eq!(m.site(0).pages_injected(), 1);
+    }
+}

@@ -1,0 +1,63 @@
+//! The body pipeline of one rewritten response: decode (if the origin compressed anyway) →
+//! inject → encode for the client.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::codec::{CodecError, Decoder, Encoder};
+use crate::inject::{Injector, Outcome};
+
+pub struct BodyRewrite {
+    decoder: Option<Decoder>,
+    injector: Injector,
+    encoder: Option<Encoder>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Decode(#[from] CodecError),
+    #[error("cannot encode the body for the client: {0}")]
+    Encode(#[from] std::io::Error),
+}
+
+impl BodyRewrite {
+    pub fn new(decoder: Option<Decoder>, injector: Injector, encoder: Option<Encoder>) -> Self {
+        BodyRewrite {
+            decoder,
+            injector,
+            encoder,
+        }
+    }
+
+    /// Processes one chunk from the origin (`end` on the last); returns the bytes for the client.
+    pub fn process(&mut self, input: Bytes, end: bool) -> Result<Bytes, BodyError> {
+        let plain = match self.decoder.as_mut() {
+            Some(d) => d.write(&input)?,
+            None => input,
+        };
+        let mut html = self.injector.write(plain);
+        if end {
+            let mut all = BytesMut::from(&html[..]);
+            if let Some(d) = self.decoder.as_mut() {
+                let rest = d.finish()?;
+                all.extend_from_slice(&self.injector.write(rest));
+            }
+            all.extend_from_slice(&self.injector.finish());
+            html = all.freeze();
+        }
+        match self.encoder.as_mut() {
+            None => Ok(html),
+            Some(e) => {
+                let mut out = BytesMut::from(&e.write(&html)?[..]);
+                if end {
+                    out.extend_from_slice(&e.finish()?);
+                }
+                Ok(out.freeze())
+            }
+        }
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        self.injector.outcome()
+    }
+}

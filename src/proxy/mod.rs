@@ -1,0 +1,386 @@
+//! The public proxy: Pingora's phases, each handing off to the module that does the work.
+//!
+//! | phase | job |
+//! |---|---|
+//! | `request_filter` | route by Host (421 when no site), decide whether the page may be injected |
+//! | `upstream_peer` | the site's origin |
+//! | `upstream_request_filter` | `X-Forwarded-*`; ask for `identity` when the answer may be injected |
+//! | `upstream_response_filter` | decide on the response; fix its headers; set up the body pipeline |
+//! | `response_body_filter` | stream the body through decode → inject → encode |
+//! | `fail_to_proxy` | 502/504 pages |
+//! | `logging` | counters, and one log line per failed rewrite |
+
+mod body;
+mod errors;
+pub mod headers;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::ErrorType;
+
+use crate::codec::{self, Coding, Decoder, Encoder};
+use crate::config::{Settings, Site};
+use crate::inject::{self, charset, csp, decide, Injector, InjectorOptions, Skip};
+use crate::metrics::Metrics;
+use crate::route::Router;
+use crate::snippet::Snippet;
+use body::BodyRewrite;
+
+/// The proxy service: shared, read-only after start-up.
+pub struct Smproxy {
+    settings: Arc<Settings>,
+    router: Router,
+    peers: Vec<HttpPeer>,
+    snippet: Snippet,
+    snippet_html: Arc<str>,
+    tracker_path: Arc<str>,
+    metrics: Arc<Metrics>,
+}
+
+/// Per-request state. `Send + Sync` as Pingora requires: the rewriter (only `Send`) sits
+/// behind a `Mutex` that is reached with `get_mut`, never locked.
+#[derive(Default)]
+pub struct RequestCtx {
+    site: Option<Arc<Site>>,
+    /// `Ok` while the request may still get an injected answer.
+    check: Option<Result<(), Skip>>,
+    accept_encoding: Option<String>,
+    body: Option<Mutex<BodyRewrite>>,
+    body_failed: bool,
+}
+
+impl Smproxy {
+    pub fn new(settings: Arc<Settings>, metrics: Arc<Metrics>) -> Self {
+        let tracker_src = crate::snippet::tracker_src(&settings.tracker_path);
+        let snippet = Snippet::new(&settings.client_id, &tracker_src);
+        let peers = settings
+            .sites
+            .iter()
+            .map(|s| peer_for(s, &settings))
+            .collect();
+        Smproxy {
+            router: Router::new(&settings.sites),
+            peers,
+            snippet_html: Arc::from(snippet.html()),
+            snippet,
+            tracker_path: Arc::from(settings.tracker_path.as_str()),
+            settings,
+            metrics,
+        }
+    }
+
+    fn injector_for(&self, resp: &ResponseHeader, cs: charset::Charset) -> Injector {
+        let csp_name = header::CONTENT_SECURITY_POLICY;
+        let snippet = match csp::script_nonce(headers::all_values(&resp.headers, &csp_name)) {
+            Some(nonce) => Arc::from(self.snippet.html_with_nonce(&nonce)),
+            None => self.snippet_html.clone(),
+        };
+        Injector::new(InjectorOptions {
+            snippet,
+            position: self.settings.inject.position,
+            duplicates: self.settings.inject.duplicates,
+            tracker_path: self.tracker_path.clone(),
+            charset: cs,
+            max_buffer_bytes: self.settings.inject.max_buffer_bytes,
+        })
+    }
+}
+
+fn peer_for(site: &Site, settings: &Settings) -> HttpPeer {
+    let up = &site.upstream;
+    let mut peer = HttpPeer::new(up.addr, up.tls, up.sni.clone());
+    let t = &settings.timeouts;
+    peer.options.connection_timeout = Some(t.connect);
+    peer.options.total_connection_timeout = Some(t.connect);
+    peer.options.read_timeout = Some(t.read);
+    peer.options.write_timeout = Some(t.write);
+    peer.options.idle_timeout = Some(t.idle);
+    if up.tls && !up.verify {
+        peer.options.verify_cert = false;
+        peer.options.verify_hostname = false;
+    }
+    peer
+}
+
+fn header_str<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The Host of a request: the `Host` header (HTTP/1.1), or the URI's authority (HTTP/2).
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    header_str(req, "host").or_else(|| req.uri.host())
+}
+
+/// Whether the client is likely navigating to a page (so asking the origin for an
+/// uncompressed body costs nothing that the page does not need anyway).
+fn wants_document(req: &RequestHeader) -> bool {
+    if header_str(req, "sec-fetch-dest").is_some() {
+        return true; // check_request already required "document"
+    }
+    match header_str(req, "accept") {
+        None => true,
+        Some(a) => a.contains("text/html") || a.contains("application/xhtml+xml"),
+    }
+}
+
+async fn respond(
+    session: &mut Session,
+    page: pingora::Result<(Box<ResponseHeader>, Bytes)>,
+) -> Result<()> {
+    let (h, body) = page?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(h, head_only).await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ProxyHttp for Smproxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    /// Routes the request; answers 421 itself when no site serves the Host.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        let Some(site) = self.router.route(request_host(req).unwrap_or("")) else {
+            self.metrics
+                .unrouted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            respond(session, errors::misdirected()).await?;
+            return Ok(true);
+        };
+        ctx.site = Some(site.clone());
+        let upgrade = session.is_upgrade_req();
+        let req = session.req_header();
+        ctx.check = Some(decide::check_request(
+            self.settings.inject.enabled,
+            &req.method,
+            req.uri.path(),
+            header_str(req, "sec-fetch-dest"),
+            upgrade,
+            &self.settings.inject.exclude_paths,
+        ));
+        ctx.accept_encoding = header_str(req, "accept-encoding").map(str::to_owned);
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let site = ctx
+            .site
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "request without a site"))?;
+        Ok(Box::new(self.peers[site.index].clone()))
+    }
+
+    /// Forwarding headers; `Accept-Encoding: identity` for requests whose answer may be
+    /// injected (the rewriter needs plain HTML; decoding would cost more than it saves).
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string());
+        let https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let host = request_host(session.req_header()).map(str::to_owned);
+        headers::forwarded(upstream, client_ip, https, host.as_deref())?;
+        if matches!(ctx.check, Some(Ok(()))) && wants_document(session.req_header()) {
+            upstream.insert_header(header::ACCEPT_ENCODING, "identity")?;
+        }
+        Ok(())
+    }
+
+    /// Decides whether this response is rewritten and prepares its headers and body pipeline.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(site) = ctx.site.clone() else {
+            return Ok(());
+        };
+        if resp.status.is_informational() {
+            return Ok(());
+        }
+        let counters = self.metrics.site(site.index);
+        let content_type = resp
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let decision = ctx
+            .check
+            .unwrap_or(Err(Skip::Method))
+            .and_then(|_| decide::check_status(resp.status))
+            .and_then(|_| decide::check_content_type(content_type))
+            .and_then(
+                |_| match charset::from_content_type(content_type.unwrap_or("")) {
+                    charset::Charset::Unsupported => Err(Skip::Charset),
+                    cs => Ok(cs),
+                },
+            )
+            .and_then(|cs| {
+                let ce = resp
+                    .headers
+                    .get(header::CONTENT_ENCODING)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                Coding::parse(ce)
+                    .map(|c| (cs, c))
+                    .map_err(|_| Skip::ContentEncoding)
+            });
+        let (cs, origin_coding) = match decision {
+            Ok(d) => d,
+            Err(skip) => {
+                counters.skip(skip);
+                return Ok(());
+            }
+        };
+
+        let decoder = match origin_coding.map(Decoder::new).transpose() {
+            Ok(d) => d,
+            Err(_) => {
+                counters.skip(Skip::ContentEncoding);
+                return Ok(());
+            }
+        };
+        // Encode again only in the origin's coding, and only if the client takes it.
+        let out_coding = origin_coding.filter(|c| {
+            ctx.accept_encoding
+                .as_deref()
+                .is_some_and(|ae| codec::accepts(ae, *c))
+        });
+        let encoder = match out_coding.map(Encoder::new).transpose() {
+            Ok(e) => e,
+            Err(_) => {
+                counters.skip(Skip::ContentEncoding);
+                return Ok(());
+            }
+        };
+        let injector = self.injector_for(resp, cs);
+        headers::for_rewritten_page(resp, out_coding.map(Coding::token), origin_coding.is_some())?;
+        ctx.body = Some(Mutex::new(BodyRewrite::new(decoder, injector, encoder)));
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        let Some(rw) = ctx.body.as_mut() else {
+            return Ok(None);
+        };
+        let rw = rw.get_mut().unwrap_or_else(|e| e.into_inner());
+        let input = body.take().unwrap_or_default();
+        match rw.process(input, end_of_stream) {
+            Ok(out) => {
+                *body = (!out.is_empty()).then_some(out);
+                Ok(None)
+            }
+            Err(e) => {
+                // The origin's compressed body is corrupt: nothing valid can follow. End the
+                // response as broken rather than send garbage.
+                ctx.body_failed = true;
+                Error::e_explain(ErrorType::InternalError, format!("rewriting the body: {e}"))
+            }
+        }
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(c) => *c,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if e.esource() == &pingora::ErrorSource::Upstream =>
+            {
+                504
+            }
+            _ => match e.esource() {
+                pingora::ErrorSource::Upstream => 502,
+                pingora::ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                _ => 500,
+            },
+        };
+        if let Some(site) = &ctx.site {
+            if code == 502 || code == 504 {
+                self.metrics
+                    .site(site.index)
+                    .upstream_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        // Once the response has started, only closing the connection can tell the client.
+        if code > 0 && session.response_written().is_none() {
+            let page = match code {
+                502 => errors::bad_gateway(),
+                504 => errors::gateway_timeout(),
+                c => errors::page(c, "Error", "The request could not be completed."),
+            };
+            if let Err(err) = respond(session, page).await {
+                tracing::debug!(error = %err, "could not send the error page");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let (Some(site), Some(rw)) = (&ctx.site, ctx.body.as_mut()) else {
+            return;
+        };
+        let outcome = rw.get_mut().unwrap_or_else(|e| e.into_inner()).outcome();
+        self.metrics.site(site.index).record(&outcome);
+        let failure = outcome
+            .failure
+            .as_deref()
+            .or(ctx.body_failed.then_some("corrupt compressed body"));
+        if let Some(why) = failure {
+            if ctx.body_failed {
+                self.metrics
+                    .site(site.index)
+                    .rewrite_failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            tracing::warn!(
+                site = %site.name,
+                path = %session.req_header().uri.path(),
+                error = %why,
+                "page passed through unchanged after a rewriting failure"
+            );
+        }
+    }
+}
+
+/// Re-exported for the admin listener and tests.
+pub use inject::Outcome;
