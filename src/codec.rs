@@ -6,6 +6,11 @@ use std::io::Write;
 
 use bytes::Bytes;
 
+/// A `Content-Encoding` that smproxy cannot decode (`compress`, stacked codings, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported content coding")]
+pub struct UnknownCoding;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coding {
     Gzip,
@@ -16,7 +21,7 @@ pub enum Coding {
 
 impl Coding {
     /// A single `Content-Encoding` token; `None` for identity, `Err` for what cannot be decoded.
-    pub fn parse(value: &str) -> Result<Option<Coding>, ()> {
+    pub fn parse(value: &str) -> Result<Option<Coding>, UnknownCoding> {
         let v = value.trim().to_ascii_lowercase();
         match v.as_str() {
             "" | "identity" => Ok(None),
@@ -24,7 +29,7 @@ impl Coding {
             "deflate" => Ok(Some(Coding::Deflate)),
             "br" => Ok(Some(Coding::Brotli)),
             "zstd" => Ok(Some(Coding::Zstd)),
-            _ => Err(()),
+            _ => Err(UnknownCoding),
         }
     }
 
@@ -290,6 +295,6 @@ mod tests {
         assert!(accepts("*", Coding::Zstd));
         assert!(!accepts("*, zstd;q=0", Coding::Zstd));
         assert_eq!(Coding::parse("X-GZIP"), Ok(Some(Coding::Gzip)));
-        assert_eq!(Coding::parse("compress"), Err(()));
+        assert_eq!(Coding::parse("compress"), Err(UnknownCoding));
     }
 }

@@ -30,7 +30,7 @@ impl Router {
                 }
             }
         }
-        suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        suffixes.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         Router {
             exact,
             suffixes,

@@ -21,6 +21,19 @@ pub struct ProcessOptions {
     pub no_grace: bool,
 }
 
+/// A file-name-safe tag of the first public listen address.
+fn instance_tag(settings: &Settings) -> String {
+    let first = settings
+        .listen
+        .first()
+        .map(String::as_str)
+        .unwrap_or("default");
+    first
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
 /// Builds the server with its services; `run` or `run_forever` starts it.
 pub fn build(
     settings: Arc<Settings>,
@@ -38,8 +51,9 @@ pub fn build(
         } else {
             settings.grace_period.as_secs() + 5
         }),
-        upgrade_sock: "/tmp/smproxy_upgrade.sock".into(),
-        pid_file: "/tmp/smproxy.pid".into(),
+        // Per listen address, so two instances on one machine never share them.
+        upgrade_sock: format!("/tmp/smproxy-{}.upgrade.sock", instance_tag(&settings)),
+        pid_file: format!("/tmp/smproxy-{}.pid", instance_tag(&settings)),
         ..ServerConf::default()
     };
     let opt = Opt {

@@ -200,10 +200,8 @@ fn parse_with_env(
             } else {
                 path
             };
-            ConfigErrors(vec![ConfigError {
-                path,
-                reason: redact_serde_message(&e.into_inner().to_string()),
-            }])
+            let reason = redact_serde_message(&path, &e.into_inner().to_string());
+            ConfigErrors(vec![ConfigError { path, reason }])
         })?
     };
     Checker {
@@ -213,24 +211,27 @@ fn parse_with_env(
     .check(file)
 }
 
-/// serde's "invalid type: string \"...\"" messages quote the offending value, which may be a
-/// secret put under the wrong key: keep the shape of the message, drop the value.
-fn redact_serde_message(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len());
-    let mut rest = msg;
-    while let Some(i) = rest.find("string \"") {
-        out.push_str(&rest[..i]);
-        out.push_str("a string");
-        let after = &rest[i + "string \"".len()..];
-        match after.find('"') {
-            Some(j) => rest = &after[j + 1..],
-            None => {
-                rest = "";
-            }
+/// serde's type errors quote the offending value (`invalid type: string "..."`, an integer in
+/// full), which may be a secret put under the wrong key: keep only what was expected. The YAML
+/// parser also prefixes the field path, which the caller prints already.
+fn redact_serde_message(path: &str, msg: &str) -> String {
+    let msg = msg
+        .strip_prefix(path)
+        .and_then(|m| m.strip_prefix(": "))
+        .unwrap_or(msg);
+    for (prefix, kind) in [
+        ("invalid type:", "invalid type"),
+        ("invalid value:", "invalid value"),
+        ("invalid length", "invalid length"),
+    ] {
+        if msg.starts_with(prefix) {
+            return match msg.find(", expected ") {
+                Some(i) => format!("{kind}, expected {}", &msg[i + ", expected ".len()..]),
+                None => kind.to_string(),
+            };
         }
     }
-    out.push_str(rest);
-    out
+    msg.to_string()
 }
 
 struct Checker<'a> {
@@ -367,7 +368,7 @@ impl Checker<'_> {
                 self.err("admin.token", "must be at least 16 characters");
             }
         }
-        if admin_addr.is_ok() && listen.iter().any(|l| *l == admin_listen) {
+        if admin_addr.is_ok() && listen.contains(&admin_listen) {
             self.err("admin.listen", "must differ from the public listen address");
         }
 
@@ -732,8 +733,19 @@ mod tests {
     #[test]
     fn redaction_keeps_the_shape() {
         assert_eq!(
-            redact_serde_message("invalid type: string \"s3cr3t\", expected a map"),
-            "invalid type: a string, expected a map"
+            redact_serde_message("x", "invalid type: string \"s3cr3t\", expected a map"),
+            "invalid type, expected a map"
+        );
+        assert_eq!(
+            redact_serde_message(
+                "cookies",
+                "cookies: invalid type: integer `1234567`, expected struct X"
+            ),
+            "invalid type, expected struct X"
+        );
+        assert_eq!(
+            redact_serde_message("a", "unknown field `b`"),
+            "unknown field `b`"
         );
     }
 }

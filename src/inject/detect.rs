@@ -73,6 +73,11 @@ pub fn text_sets_code(text: &[u8], complete: bool) -> bool {
         || assigns_after(&SMOBJ, text, b"SalesmanagoObject".len(), complete)
 }
 
+/// Whether text names `_smid` or `SalesmanagoObject` at all (assigning or not).
+pub fn mentions_marker(text: &[u8]) -> bool {
+    SMID.find(text).is_some() || SMOBJ.find(text).is_some()
+}
+
 /// Longest run that can hold one marker and its assignment, kept between text chunks.
 pub const CARRY: usize = 96;
 

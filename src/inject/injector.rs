@@ -7,8 +7,9 @@
 //! be the cause of a double count.
 //!
 //! Removing an inline duplicate needs its whole text before deciding, so once a code is in the
-//! page the text of later scripts is held (up to [`SCRIPT_HOLD_LIMIT`]) and given back unchanged
-//! unless it turns out to be a code. Before that, scripts are only scanned.
+//! page the text of later scripts that mention a marker early (within [`HOLD_PROBE`] bytes) is
+//! held (up to [`SCRIPT_HOLD_LIMIT`]) and given back unchanged unless it turns out to be a code.
+//! Other scripts, and every script before a code is found, are only scanned.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -24,6 +25,9 @@ use crate::config::{Duplicates, Position};
 /// Longest script text held back to decide whether it is a duplicate code. The vendor's loader
 /// is about 500 bytes; a longer script is given back as it streams and only scanned.
 pub const SCRIPT_HOLD_LIMIT: usize = 16 * 1024;
+
+/// A held script whose first bytes name no marker is released at once (see the text handler).
+pub const HOLD_PROBE: usize = 512;
 
 /// Where the snippet went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,10 +190,17 @@ impl Injector {
             };
             let s = t.as_str();
             if scan.hold {
-                // U+FFFD may stand for bytes that were not valid in the page's encoding: giving
-                // it back would not reproduce them, so stop holding and let lol_html pass the
-                // original bytes through.
-                if s.contains('\u{FFFD}') || scan.held.len() + s.len() > SCRIPT_HOLD_LIMIT {
+                // The vendor's code sets `_smid` in its first line: a script whose first
+                // HOLD_PROBE bytes name neither marker is not a code we could remove, and goes
+                // through as it streams, without a copy.
+                let probe_clear = {
+                    let held = scan.held.as_bytes();
+                    let take = (HOLD_PROBE + 32).saturating_sub(held.len()).min(s.len());
+                    held.len() + s.len() >= HOLD_PROBE
+                        && !detect::mentions_marker(held)
+                        && !detect::mentions_marker(&s.as_bytes()[..take])
+                };
+                if probe_clear || scan.held.len() + s.len() > SCRIPT_HOLD_LIMIT {
                     scan.hold = false;
                     let held = std::mem::take(&mut scan.held);
                     scan.scanner.feed(&held);
@@ -303,7 +314,9 @@ impl Injector {
 
     /// Rewrites one chunk; returns what can be sent now (possibly empty).
     pub fn write(&mut self, chunk: Bytes) -> Bytes {
-        if !self.started {
+        // The byte-order mark is in the first bytes of the (decoded) body, whichever chunk
+        // brings them.
+        if !self.started && !chunk.is_empty() {
             self.started = true;
             if has_utf16_bom(&chunk) {
                 self.rewriter = None;
@@ -522,6 +535,17 @@ mod tests {
 <script></script><script src=x.js></script></body></html>";
         let (out, _) = head(input);
         assert_eq!(out, input.replacen("</head>", &format!("{SNIP}</head>"), 1));
+    }
+
+    #[test]
+    fn a_late_marker_in_a_long_script_is_counted_not_removed() {
+        let code = "<script>var _smid = 'abc';</script>";
+        let filler = "/* ".to_string() + &"x".repeat(HOLD_PROBE * 2) + " */";
+        let input = format!("<html><head>{code}</head><body><script>{filler} var _smid = 'b';</script></body></html>");
+        let (out, oc) = head(&input);
+        assert_eq!(out, input);
+        assert_eq!(oc.duplicates_kept, 1);
+        assert_eq!(oc.duplicates_removed, 0);
     }
 
     #[test]

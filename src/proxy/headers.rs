@@ -89,6 +89,14 @@ pub fn for_rewritten_page(
     Ok(())
 }
 
+/// Framing for an HTTP/1.0 client: no `Transfer-Encoding` (it does not know chunked); without
+/// it the body is close-delimited, so a `Content-Length` left by a chunked origin must go too.
+pub fn for_http10_client(resp: &mut ResponseHeader) {
+    if resp.remove_header(&header::TRANSFER_ENCODING).is_some() {
+        resp.remove_header(&header::CONTENT_LENGTH);
+    }
+}
+
 /// All values of a header, as text.
 pub fn all_values<'a>(
     headers: &'a http::HeaderMap,
@@ -105,6 +113,20 @@ mod tests {
     fn etags() {
         assert_eq!(weaken_etag(b"\"abc\"").unwrap(), b"W/\"abc\"");
         assert_eq!(weaken_etag(b"W/\"abc\""), None);
+    }
+
+    #[test]
+    fn http10_client_gets_no_chunked_framing() {
+        let mut r = ResponseHeader::build(200, None).unwrap();
+        r.insert_header("transfer-encoding", "chunked").unwrap();
+        r.insert_header("content-length", "10").unwrap();
+        for_http10_client(&mut r);
+        assert!(r.headers.get("transfer-encoding").is_none());
+        assert!(r.headers.get("content-length").is_none());
+        let mut r = ResponseHeader::build(200, None).unwrap();
+        r.insert_header("content-length", "10").unwrap();
+        for_http10_client(&mut r);
+        assert_eq!(r.headers.get("content-length").unwrap(), "10");
     }
 
     #[test]

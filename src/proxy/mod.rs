@@ -6,6 +6,7 @@
 //! | `upstream_peer` | the site's origin |
 //! | `upstream_request_filter` | `X-Forwarded-*`; ask for `identity` when the answer may be injected |
 //! | `upstream_response_filter` | decide on the response; fix its headers; set up the body pipeline |
+//! | `response_filter` | HTTP/1.0 clients: close-delimited body instead of chunked |
 //! | `response_body_filter` | stream the body through decode → inject → encode |
 //! | `fail_to_proxy` | 502/504 pages |
 //! | `logging` | counters, and one log line per failed rewrite |
@@ -282,6 +283,21 @@ impl ProxyHttp for Smproxy {
         Ok(())
     }
 
+    /// HTTP/1.0 clients cannot decode chunked bodies, yet Pingora frames every response without
+    /// `Content-Length` as chunked (a rewritten page has none): send those close-delimited.
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let version = session.req_header().version;
+        if version == http::Version::HTTP_10 || version == http::Version::HTTP_09 {
+            headers::for_http10_client(resp);
+        }
+        Ok(())
+    }
+
     fn response_body_filter(
         &self,
         _session: &mut Session,
@@ -366,7 +382,7 @@ impl ProxyHttp for Smproxy {
             .as_deref()
             .or(ctx.body_failed.then_some("corrupt compressed body"));
         if let Some(why) = failure {
-            if ctx.body_failed {
+            if ctx.body_failed && outcome.failure.is_none() {
                 self.metrics
                     .site(site.index)
                     .rewrite_failed

@@ -1,0 +1,533 @@
+//! The embedded store: one SQLite file, zero set-up, opened with versioned migrations.
+//!
+//! # Schema (migration 1)
+//!
+//! ```sql
+//! -- Which migrations this file has had; re-opening applies only the missing ones.
+//! CREATE TABLE schema_migrations (
+//!     version    INTEGER PRIMARY KEY,
+//!     applied_at INTEGER NOT NULL            -- ms since the Unix epoch
+//! );
+//!
+//! -- One row per beacon. Columns mirror `store::Event`; kinds are text
+//! -- ('pageview', 'engagement', 'identify', 'custom', 'outbound_click', 'form').
+//! CREATE TABLE events (
+//!     id              INTEGER PRIMARY KEY,
+//!     kind            TEXT    NOT NULL,
+//!     ts_ms           INTEGER NOT NULL,
+//!     site            TEXT    NOT NULL,
+//!     visitor_id      TEXT,                  -- smuuid
+//!     contact_id      TEXT,                  -- filled later by link_visitor
+//!     smids           TEXT,
+//!     session_id      TEXT,
+//!     url             TEXT    NOT NULL,
+//!     path            TEXT    NOT NULL,
+//!     title           TEXT,
+//!     referrer        TEXT,
+//!     utm_source      TEXT,
+//!     utm_medium      TEXT,
+//!     utm_campaign    TEXT,
+//!     screen          TEXT,
+//!     language        TEXT,
+//!     user_agent      TEXT,
+//!     is_bot          INTEGER NOT NULL DEFAULT 0,
+//!     ip_truncated    TEXT,
+//!     company         TEXT,
+//!     engaged_ms      INTEGER,
+//!     name            TEXT,                  -- custom event name
+//!     props_json      TEXT,
+//!     identify_source TEXT
+//! );
+//! CREATE INDEX events_site_ts   ON events (site, ts_ms);   -- analytics per site and period
+//! CREATE INDEX events_visitor   ON events (visitor_id);    -- linking, visitor profiles
+//! CREATE INDEX events_contact   ON events (contact_id);    -- contact profiles
+//!
+//! -- Identified people, one per normalized email.
+//! CREATE TABLE contacts (
+//!     id         TEXT PRIMARY KEY,           -- UUID v4
+//!     email      TEXT NOT NULL UNIQUE,       -- normalized (trimmed, lower-case)
+//!     first_seen INTEGER NOT NULL,
+//!     last_seen  INTEGER NOT NULL
+//! );
+//!
+//! -- Which contact an anonymous visitor turned out to be (latest link wins).
+//! CREATE TABLE visitor_contacts (
+//!     visitor_id TEXT PRIMARY KEY,
+//!     contact_id TEXT NOT NULL,
+//!     linked_at  INTEGER NOT NULL
+//! );
+//! CREATE INDEX visitor_contacts_contact ON visitor_contacts (contact_id);
+//!
+//! -- Companies seen in events (B2B profiles).
+//! CREATE TABLE companies (
+//!     id         INTEGER PRIMARY KEY,
+//!     name       TEXT    NOT NULL UNIQUE,
+//!     first_seen INTEGER NOT NULL,
+//!     last_seen  INTEGER NOT NULL
+//! );
+//! ```
+//!
+//! The file runs in WAL mode with `synchronous=NORMAL`: readers (the dashboard) never block the
+//! writer, and a power cut can lose at most the last few committed batches but never corrupts
+//! the file, which is the right trade for analytics events.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::{normalize_email, ContactId, Event, EventKind, Store, StoreError};
+
+/// How long a statement waits for another connection's lock (the dashboard reading, a second
+/// process on the same file) before failing with SQLITE_BUSY; the writer retries after that.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema migrations, in order. Append only: a released migration is never edited, because
+/// files in the field already ran it. Each runs in its own transaction with its version row.
+const MIGRATIONS: &[(u32, &str)] = &[(1, MIGRATION_1)];
+
+const MIGRATION_1: &str = "
+CREATE TABLE events (
+    id              INTEGER PRIMARY KEY,
+    kind            TEXT    NOT NULL,
+    ts_ms           INTEGER NOT NULL,
+    site            TEXT    NOT NULL,
+    visitor_id      TEXT,
+    contact_id      TEXT,
+    smids           TEXT,
+    session_id      TEXT,
+    url             TEXT    NOT NULL,
+    path            TEXT    NOT NULL,
+    title           TEXT,
+    referrer        TEXT,
+    utm_source      TEXT,
+    utm_medium      TEXT,
+    utm_campaign    TEXT,
+    screen          TEXT,
+    language        TEXT,
+    user_agent      TEXT,
+    is_bot          INTEGER NOT NULL DEFAULT 0,
+    ip_truncated    TEXT,
+    company         TEXT,
+    engaged_ms      INTEGER,
+    name            TEXT,
+    props_json      TEXT,
+    identify_source TEXT
+);
+CREATE INDEX events_site_ts ON events (site, ts_ms);
+CREATE INDEX events_visitor ON events (visitor_id);
+CREATE INDEX events_contact ON events (contact_id);
+
+CREATE TABLE contacts (
+    id         TEXT PRIMARY KEY,
+    email      TEXT NOT NULL UNIQUE,
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL
+);
+
+CREATE TABLE visitor_contacts (
+    visitor_id TEXT PRIMARY KEY,
+    contact_id TEXT NOT NULL,
+    linked_at  INTEGER NOT NULL
+);
+CREATE INDEX visitor_contacts_contact ON visitor_contacts (contact_id);
+
+CREATE TABLE companies (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT    NOT NULL UNIQUE,
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL
+);
+";
+
+/// A visitor without a contact on the event inherits its linked contact, so events sent after
+/// identification by a browser that lost the `smclient` cookie still land on the profile.
+const INSERT_EVENT: &str = "
+INSERT INTO events (
+    kind, ts_ms, site, visitor_id, contact_id, smids, session_id, url, path, title, referrer,
+    utm_source, utm_medium, utm_campaign, screen, language, user_agent, is_bot, ip_truncated,
+    company, engaged_ms, name, props_json, identify_source
+) VALUES (
+    ?1, ?2, ?3, ?4,
+    COALESCE(?5, (SELECT contact_id FROM visitor_contacts WHERE visitor_id = ?4)),
+    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24
+)";
+
+const UPSERT_COMPANY: &str = "
+INSERT INTO companies (name, first_seen, last_seen) VALUES (?1, ?2, ?2)
+ON CONFLICT (name) DO UPDATE SET
+    first_seen = min(first_seen, excluded.first_seen),
+    last_seen  = max(last_seen, excluded.last_seen)";
+
+const TOUCH_CONTACT: &str = "UPDATE contacts SET last_seen = max(last_seen, ?2) WHERE id = ?1";
+
+/// The SQLite [`Store`]. One connection behind a mutex: SQLite allows one writer at a time
+/// anyway, and the only frequent caller is the single writer thread.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and its directory, sets WAL mode,
+    /// `synchronous=NORMAL` and a busy timeout, then applies the migrations it has not had yet.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        // journal_mode answers with the mode actually set; a file on a filesystem without
+        // shared memory can refuse WAL, and then the default rollback journal still works.
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), %mode, "SQLite refused WAL mode; continuing");
+        }
+        Self::setup(conn)
+    }
+
+    /// A private in-memory database (tests, `smproxy demo` without a file).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The highest migration applied to this file.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        Ok(current_version(&self.lock())?)
+    }
+
+    /// The highest migration this build knows.
+    pub fn latest_schema_version() -> u32 {
+        MIGRATIONS.last().map_or(0, |(v, _)| *v)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves no half-done work: an open rusqlite
+        // Transaction rolls back when dropped during unwinding, so the connection is usable.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn current_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Applies the missing migrations. `BEGIN IMMEDIATE` takes the write lock before reading the
+/// version, so two processes opening a new file at once cannot both run migration 1.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             applied_at INTEGER NOT NULL
+         )",
+    )?;
+    let supported = SqliteStore::latest_schema_version();
+    for &(version, sql) in MIGRATIONS {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = current_version(&tx)?;
+        if found > supported {
+            return Err(StoreError::SchemaTooNew { found, supported });
+        }
+        if found >= version {
+            continue;
+        }
+        tx.execute_batch(sql)
+            .and_then(|()| {
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                    params![version, now_ms()],
+                )
+            })
+            .map_err(|source| StoreError::Migration { version, source })?;
+        tx.commit()
+            .map_err(|source| StoreError::Migration { version, source })?;
+        tracing::info!(version, "applied store migration");
+    }
+    // Also covers a file with no pending migration but a newer version than we know.
+    let found = current_version(conn)?;
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    Ok(())
+}
+
+/// Shared by `link_visitor` and identify events inside `insert_batch`, so both paths link the
+/// same way within whatever transaction the caller holds.
+fn link(
+    conn: &Connection,
+    visitor_id: &str,
+    contact_id: &str,
+    now_ms: i64,
+) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "INSERT INTO visitor_contacts (visitor_id, contact_id, linked_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (visitor_id) DO UPDATE SET
+             contact_id = excluded.contact_id, linked_at = excluded.linked_at",
+    )?
+    .execute(params![visitor_id, contact_id, now_ms])?;
+    let attached = conn
+        .prepare_cached(
+            "UPDATE events SET contact_id = ?2 WHERE visitor_id = ?1 AND contact_id IS NULL",
+        )?
+        .execute(params![visitor_id, contact_id])?;
+    Ok(attached as u64)
+}
+
+impl Store for SqliteStore {
+    fn insert_batch(&self, events: &[Event]) -> Result<usize, StoreError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+            for e in events {
+                insert.execute(params![
+                    e.kind.as_str(),
+                    e.ts_ms,
+                    e.site,
+                    e.visitor_id,
+                    e.contact_id,
+                    e.smids,
+                    e.session_id,
+                    e.url,
+                    e.path,
+                    e.title,
+                    e.referrer,
+                    e.utm_source,
+                    e.utm_medium,
+                    e.utm_campaign,
+                    e.screen,
+                    e.language,
+                    e.user_agent,
+                    e.is_bot,
+                    e.ip_truncated,
+                    e.company,
+                    e.engaged_ms,
+                    e.name,
+                    e.props_json,
+                    e.identify_source,
+                ])?;
+                if let Some(company) = &e.company {
+                    tx.prepare_cached(UPSERT_COMPANY)?
+                        .execute(params![company, e.ts_ms])?;
+                }
+                if let Some(contact) = &e.contact_id {
+                    tx.prepare_cached(TOUCH_CONTACT)?
+                        .execute(params![contact, e.ts_ms])?;
+                    if let (EventKind::Identify, Some(visitor)) = (e.kind, &e.visitor_id) {
+                        link(&tx, visitor, contact, e.ts_ms)?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(events.len())
+    }
+
+    fn upsert_contact_by_email(&self, email: &str, now_ms: i64) -> Result<ContactId, StoreError> {
+        let email = normalize_email(email).ok_or(StoreError::InvalidEmail)?;
+        let conn = self.lock();
+        // One statement, so concurrent upserts of the same email (two proxies on one file)
+        // cannot both insert; RETURNING gives the existing id on conflict.
+        let id: String = conn
+            .prepare_cached(
+                "INSERT INTO contacts (id, email, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (email) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)
+                 RETURNING id",
+            )?
+            .query_row(
+                params![uuid::Uuid::new_v4().to_string(), email, now_ms],
+                |r| r.get(0),
+            )?;
+        Ok(ContactId(id))
+    }
+
+    fn link_visitor(
+        &self,
+        visitor_id: &str,
+        contact_id: &ContactId,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let attached = link(&tx, visitor_id, contact_id.as_str(), now_ms)?;
+        tx.commit()?;
+        Ok(attached)
+    }
+
+    fn count_events(&self, site: Option<&str>) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let n: i64 = match site {
+            Some(site) => conn
+                .prepare_cached("SELECT COUNT(*) FROM events WHERE site = ?1")?
+                .query_row([site], |r| r.get(0))?,
+            None => conn
+                .prepare_cached("SELECT COUNT(*) FROM events")?
+                .query_row([], |r| r.get(0))?,
+        };
+        Ok(n.max(0) as u64)
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        let one: Option<i64> = self
+            .lock()
+            .query_row("SELECT 1", [], |r| r.get(0))
+            .optional()?;
+        match one {
+            Some(1) => Ok(()),
+            _ => Err(StoreError::Unavailable("SELECT 1 returned no row".into())),
+        }
+    }
+
+    fn delete_older_than(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        // No index on ts_ms alone: retention runs rarely and a scan is cheap next to the cost
+        // of maintaining another index on every insert.
+        let deleted = self
+            .lock()
+            .execute("DELETE FROM events WHERE ts_ms < ?1", [cutoff_ms])?;
+        Ok(deleted as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pageview(visitor: Option<&str>, ts_ms: i64) -> Event {
+        Event {
+            visitor_id: visitor.map(str::to_owned),
+            ..Event::new(
+                EventKind::Pageview,
+                ts_ms,
+                "shop",
+                "https://shop.example/",
+                "/",
+            )
+        }
+    }
+
+    fn contact_of(store: &SqliteStore, ts_ms: i64) -> Option<String> {
+        store
+            .lock()
+            .query_row(
+                "SELECT contact_id FROM events WHERE ts_ms = ?1",
+                [ts_ms],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn in_memory_migrates_to_latest() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(
+            store.schema_version().unwrap(),
+            SqliteStore::latest_schema_version()
+        );
+        store.ping().unwrap();
+        assert_eq!(store.count_events(None).unwrap(), 0);
+    }
+
+    #[test]
+    fn identify_event_links_and_later_events_inherit() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let contact = store.upsert_contact_by_email("jan@firma.pl", 5).unwrap();
+        let identify = Event {
+            visitor_id: Some("v1".into()),
+            contact_id: Some(contact.0.clone()),
+            identify_source: Some("form".into()),
+            ..Event::new(
+                EventKind::Identify,
+                20,
+                "shop",
+                "https://shop.example/f",
+                "/f",
+            )
+        };
+        let batch = [pageview(Some("v1"), 10), identify, pageview(Some("v1"), 30)];
+        assert_eq!(store.insert_batch(&batch).unwrap(), 3);
+        for ts in [10, 20, 30] {
+            assert_eq!(contact_of(&store, ts).as_deref(), Some(contact.as_str()));
+        }
+        // A different visitor stays anonymous.
+        store.insert_batch(&[pageview(Some("v2"), 40)]).unwrap();
+        assert_eq!(contact_of(&store, 40), None);
+    }
+
+    #[test]
+    fn link_keeps_events_of_another_contact() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let a = store.upsert_contact_by_email("a@x.pl", 1).unwrap();
+        let b = store.upsert_contact_by_email("b@x.pl", 1).unwrap();
+        let mut e = pageview(Some("v"), 10);
+        e.contact_id = Some(a.0.clone());
+        store.insert_batch(&[e, pageview(Some("v"), 11)]).unwrap();
+        assert_eq!(store.link_visitor("v", &b, 12).unwrap(), 1);
+        assert_eq!(contact_of(&store, 10).as_deref(), Some(a.as_str()));
+        assert_eq!(contact_of(&store, 11).as_deref(), Some(b.as_str()));
+    }
+
+    #[test]
+    fn companies_and_contact_last_seen_follow_events() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let c = store.upsert_contact_by_email("a@x.pl", 1).unwrap();
+        let mut e = pageview(None, 50);
+        e.company = Some("ACME".into());
+        e.contact_id = Some(c.0.clone());
+        let mut older = e.clone();
+        older.ts_ms = 7;
+        store.insert_batch(&[e, older]).unwrap();
+        let conn = store.lock();
+        let (first, last): (i64, i64) = conn
+            .query_row(
+                "SELECT first_seen, last_seen FROM companies WHERE name = 'ACME'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((first, last), (7, 50));
+        let seen: i64 = conn
+            .query_row(
+                "SELECT last_seen FROM contacts WHERE id = ?1",
+                [&c.0],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(seen, 50);
+    }
+
+    #[test]
+    fn rejects_invalid_email() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert!(matches!(
+            store.upsert_contact_by_email("not an email", 1),
+            Err(StoreError::InvalidEmail)
+        ));
+    }
+}

@@ -1,0 +1,327 @@
+//! The background event writer: a bounded queue the request path drops events into without
+//! ever waiting, and one thread that drains it into the [`Store`] in batches, retrying a
+//! failing store for a bounded time and flushing everything on shutdown.
+//!
+//! Counters make every outcome visible: after a clean shutdown
+//! `enqueued == written + abandoned`, and `dropped` counts what was refused at the door.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{Event, Store};
+
+/// How the writer batches and retries. `Default` suits one proxy in front of a few sites.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterConfig {
+    /// Events the queue holds before `try_enqueue` starts dropping. This is what absorbs a
+    /// slow or failing store; memory is about 1 KiB per queued event.
+    pub capacity: usize,
+    /// Most events written in one transaction. Larger batches amortise the commit (the fsync
+    /// in WAL checkpoints) but hold the database lock longer against dashboard readers.
+    pub batch_size: usize,
+    /// Retries of a failed batch before it is abandoned (so `max_retries + 1` attempts).
+    pub max_retries: u32,
+    /// Wait before the first retry; doubles after each failure up to `max_backoff`.
+    pub retry_backoff: Duration,
+    /// Longest wait between two retries.
+    pub max_backoff: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        // 8 retries from 50 ms doubling to a 5 s cap ride out about 11 s of store trouble
+        // (a locked file, a restarting database) while 10,000 queued events keep arriving.
+        WriterConfig {
+            capacity: 10_000,
+            batch_size: 500,
+            max_retries: 8,
+            retry_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A snapshot of the writer's counters (for `/metrics` and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriterStats {
+    /// Events accepted into the queue.
+    pub enqueued: u64,
+    /// Events refused by `try_enqueue`: the queue was full, or shutting down.
+    pub dropped: u64,
+    /// Events committed to the store.
+    pub written: u64,
+    /// Failed `insert_batch` calls (each retry that fails counts once).
+    pub write_errors: u64,
+    /// Accepted events given up after `max_retries` failed retries of their batch.
+    pub abandoned: u64,
+    /// Events waiting in the queue now.
+    pub queue_depth: u64,
+}
+
+/// What travels through the channel. Events are boxed so the channel's preallocated ring
+/// holds pointers, not `capacity` full-size events.
+enum Msg {
+    Event(Box<Event>),
+    /// Sent once by shutdown after the queue is closed; FIFO order means every accepted event
+    /// is ahead of it.
+    Stop,
+}
+
+struct Shared {
+    tx: SyncSender<Msg>,
+    capacity: usize,
+    /// Set by shutdown; `try_enqueue` refuses from then on.
+    closed: AtomicBool,
+    /// Producers between checking `closed` and finishing their send. Shutdown waits for zero
+    /// before sending `Stop`, so no event can land behind `Stop` and be lost (see `close`).
+    in_flight: AtomicUsize,
+    enqueued: AtomicU64,
+    dequeued: AtomicU64,
+    dropped: AtomicU64,
+    written: AtomicU64,
+    write_errors: AtomicU64,
+    abandoned: AtomicU64,
+}
+
+/// The request path's handle: cheap to clone, `try_enqueue` never blocks and never does I/O.
+#[derive(Clone)]
+pub struct EventQueue {
+    shared: Arc<Shared>,
+}
+
+impl EventQueue {
+    /// Queues `event` for writing. Returns `false`, and counts the event in `dropped`, when the
+    /// queue is full or the writer is shutting down: losing an analytics event is better than
+    /// making a visitor's request wait for the database.
+    pub fn try_enqueue(&self, event: Event) -> bool {
+        let s = &*self.shared;
+        // SeqCst on both sides (here and in `close`) gives one total order: either this load
+        // sees `closed`, or `close` sees our `in_flight` increment and waits for the send.
+        s.in_flight.fetch_add(1, Ordering::SeqCst);
+        let accepted = !s.closed.load(Ordering::SeqCst)
+            && match s.tx.try_send(Msg::Event(Box::new(event))) {
+                Ok(()) => true,
+                // Disconnected: the writer thread died (a store panic); nothing will drain.
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+            };
+        // Count before leaving the critical section so a shutdown's final stats include us.
+        if accepted {
+            s.enqueued.fetch_add(1, Ordering::Relaxed);
+        } else {
+            s.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        s.in_flight.fetch_sub(1, Ordering::SeqCst);
+        accepted
+    }
+
+    /// Events waiting in the queue (approximate while producers and the writer are busy).
+    pub fn queue_depth(&self) -> u64 {
+        let s = &*self.shared;
+        s.enqueued
+            .load(Ordering::Relaxed)
+            .saturating_sub(s.dequeued.load(Ordering::Relaxed))
+    }
+
+    /// The most events the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
+    /// Whether shutdown has begun (every `try_enqueue` now fails).
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::SeqCst)
+    }
+
+    pub fn enqueued(&self) -> u64 {
+        self.shared.enqueued.load(Ordering::Relaxed)
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn written(&self) -> u64 {
+        self.shared.written.load(Ordering::Relaxed)
+    }
+
+    pub fn write_errors(&self) -> u64 {
+        self.shared.write_errors.load(Ordering::Relaxed)
+    }
+
+    pub fn abandoned(&self) -> u64 {
+        self.shared.abandoned.load(Ordering::Relaxed)
+    }
+
+    /// All counters at once.
+    pub fn stats(&self) -> WriterStats {
+        WriterStats {
+            enqueued: self.enqueued(),
+            dropped: self.dropped(),
+            written: self.written(),
+            write_errors: self.write_errors(),
+            abandoned: self.abandoned(),
+            queue_depth: self.queue_depth(),
+        }
+    }
+}
+
+/// Owns the writer thread. Call [`EventWriter::shutdown`] on graceful shutdown; dropping it
+/// does the same, so events are not lost if a caller forgets.
+pub struct EventWriter {
+    queue: EventQueue,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EventWriter {
+    /// Starts the writer thread draining into `store`.
+    ///
+    /// A dedicated `std::thread` rather than `tokio::task::spawn_blocking`: the store's calls
+    /// block (SQLite, or a sync PostgreSQL client), the writer lives as long as the process and
+    /// would pin one of the runtime's blocking threads anyway, and owning the thread means
+    /// shutdown can join it after Pingora's runtimes have stopped and tests need no runtime.
+    pub fn start(store: Arc<dyn Store>, config: WriterConfig) -> std::io::Result<EventWriter> {
+        let capacity = config.capacity.max(1); // 0 would make a rendezvous channel
+        let (tx, rx) = mpsc::sync_channel(capacity);
+        let shared = Arc::new(Shared {
+            tx,
+            capacity,
+            closed: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            enqueued: AtomicU64::new(0),
+            dequeued: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            write_errors: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+        });
+        let worker = Worker {
+            rx,
+            store,
+            shared: Arc::clone(&shared),
+            config: WriterConfig {
+                batch_size: config.batch_size.max(1),
+                ..config
+            },
+        };
+        let thread = std::thread::Builder::new()
+            .name("smproxy-event-writer".into())
+            .spawn(move || worker.run())?;
+        Ok(EventWriter {
+            queue: EventQueue { shared },
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle for the request path.
+    pub fn queue(&self) -> EventQueue {
+        self.queue.clone()
+    }
+
+    /// Stops accepting events, writes everything already accepted (retrying a failing store
+    /// up to the configured bound), waits for the thread and returns the final counters.
+    /// Blocking: from async code, call it inside `spawn_blocking`.
+    pub fn shutdown(mut self) -> WriterStats {
+        self.close();
+        self.queue.stats()
+    }
+
+    fn close(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let s = &*self.queue.shared;
+        s.closed.store(true, Ordering::SeqCst);
+        // Producers stay in flight for a single `try_send`, so this spins a few times at most.
+        while s.in_flight.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+        // A blocking send is fine here: the writer is draining, so room appears. It fails only
+        // if the writer thread is already gone, and then there is nothing to stop.
+        let _ = s.tx.send(Msg::Stop);
+        if thread.join().is_err() {
+            tracing::error!("event writer thread panicked; queued events were lost");
+        }
+    }
+}
+
+impl Drop for EventWriter {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct Worker {
+    rx: Receiver<Msg>,
+    store: Arc<dyn Store>,
+    shared: Arc<Shared>,
+    config: WriterConfig,
+}
+
+impl Worker {
+    /// Blocks for the first event, then takes whatever else is already queued (up to a batch)
+    /// without waiting. There is no linger timer: at low traffic each event is written at once,
+    /// and under load events pile up while the previous batch commits, so batches grow exactly
+    /// when batching pays.
+    fn run(self) {
+        let mut batch: Vec<Event> = Vec::with_capacity(self.config.batch_size);
+        loop {
+            let mut stop = match self.rx.recv() {
+                Ok(Msg::Event(e)) => {
+                    batch.push(*e);
+                    false
+                }
+                Ok(Msg::Stop) | Err(_) => true,
+            };
+            while !stop && batch.len() < self.config.batch_size {
+                match self.rx.try_recv() {
+                    Ok(Msg::Event(e)) => batch.push(*e),
+                    Ok(Msg::Stop) | Err(TryRecvError::Disconnected) => stop = true,
+                    Err(TryRecvError::Empty) => break,
+                }
+            }
+            self.shared
+                .dequeued
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            if !batch.is_empty() {
+                self.write(&batch);
+                batch.clear();
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// Writes one batch, retrying with exponential backoff. The queue keeps absorbing events
+    /// meanwhile (and drops once full); after `max_retries` the batch is abandoned so one bad
+    /// stretch cannot stall the writer forever. Retrying is safe because `insert_batch` is all
+    /// or nothing.
+    fn write(&self, batch: &[Event]) {
+        let s = &*self.shared;
+        let mut backoff = self.config.retry_backoff;
+        let mut retries = 0;
+        loop {
+            match self.store.insert_batch(batch) {
+                Ok(n) => {
+                    s.written.fetch_add(n as u64, Ordering::Relaxed);
+                    return;
+                }
+                Err(err) => {
+                    s.write_errors.fetch_add(1, Ordering::Relaxed);
+                    if retries >= self.config.max_retries {
+                        s.abandoned.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        tracing::error!(%err, events = batch.len(), retries, "abandoning event batch");
+                        return;
+                    }
+                    tracing::warn!(%err, events = batch.len(), retry = retries + 1, "event batch failed; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                    retries += 1;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The command line as a user runs it: `smproxy --check -c FILE` on the sample configurations
+//! and on broken files, and `smproxy` without arguments.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const ADMIN_TOKEN: &str = "cli-test-admin-token-0123456789";
+const SECRET: &str = "cli-test-cookie-secret-0123456789abcdef";
+
+/// The built binary, with the secrets that `conf/smproxy.yaml` names in the environment.
+fn smproxy() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smproxy"));
+    cmd.env("SMPROXY_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("SMPROXY_SECRET", SECRET)
+        .env("SMPROXY_LOG", "warn");
+    cmd
+}
+
+fn check(path: &Path) -> Output {
+    smproxy()
+        .arg("--check")
+        .arg("-c")
+        .arg(path)
+        .output()
+        .expect("run smproxy")
+}
+
+fn sample(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("conf")
+        .join(name)
+}
+
+/// Everything the process printed.
+fn printed(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A file under the system temp dir with a name no other test (or test run) uses; removed on
+/// drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(contents: &str) -> TempFile {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let name = format!(
+            "smproxy-cli-{}-{}-{}.yaml",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            nanos
+        );
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, contents).expect("write temp config");
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn sample_configurations_pass_the_check() {
+    for name in ["minimal.yaml", "smproxy.yaml"] {
+        let out = check(&sample(name));
+        assert!(
+            out.status.success(),
+            "{name}: {:?}\n{}",
+            out.status,
+            printed(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("ok"),
+            "{name}: {}",
+            printed(&out)
+        );
+    }
+}
+
+#[test]
+fn every_problem_is_reported_with_its_field_path() {
+    let file = TempFile::new(
+        "client_id: 'not a valid id!'\n\
+sites:\n  - name: shop\n    hosts: ['shop.example']\n    upstream: 'no port here'\n\
+inject:\n  position: middle\n",
+    );
+    let out = check(&file.0);
+    assert!(!out.status.success(), "{}", printed(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for path in ["client_id", "sites[0].upstream", "inject.position"] {
+        assert!(
+            stderr.lines().any(|l| l.starts_with(&format!("{path}: "))),
+            "no `{path}: reason` line in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn unknown_key_is_reported_with_its_path() {
+    let file = TempFile::new(
+        "client_id: abc\nsites:\n  - name: s\n    hosts: ['*']\n    upstream: '127.0.0.1:1'\n\
+inject:\n  positon: head_end\n",
+    );
+    let out = check(&file.0);
+    assert!(!out.status.success(), "{}", printed(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("inject.positon: ") && l.contains("unknown field")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_secret_under_a_wrong_type_key_is_never_echoed() {
+    let value = "supersecretvalue-xyz";
+    let file = TempFile::new(&format!(
+        "client_id: abc\nsites:\n  - name: s\n    hosts: ['*']\n    upstream: '127.0.0.1:1'\n\
+cookies: \"{value}\"\n"
+    ));
+    let out = check(&file.0);
+    assert!(!out.status.success(), "{}", printed(&out));
+    let all = printed(&out);
+    assert!(
+        all.lines().any(|l| l.starts_with("cookies: ")),
+        "the problem should be located at `cookies`:\n{all}"
+    );
+    assert!(!all.contains(value), "the value was echoed:\n{all}");
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error() {
+    let path = std::env::temp_dir().join(format!(
+        "smproxy-cli-missing-{}-does-not-exist.yaml",
+        std::process::id()
+    ));
+    let out = check(&path);
+    assert!(!out.status.success(), "{}", printed(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot read"), "{stderr}");
+    assert!(stderr.contains(&*path.to_string_lossy()), "{stderr}");
+}
+
+#[test]
+fn no_arguments_prints_a_hint_and_exits_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_smproxy"))
+        .output()
+        .expect("run smproxy");
+    assert_eq!(out.status.code(), Some(2), "{}", printed(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("-c FILE"), "{stderr}");
+    assert!(stderr.contains("smproxy demo"), "{stderr}");
+}
