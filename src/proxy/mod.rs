@@ -371,6 +371,20 @@ impl ProxyHttp for Smproxy {
         }
     }
 
+    /// A client that goes away mid-response is routine at the edge (a closed tab, a load
+    /// generator stopping): not an error of the proxy or the origin, so not logged as one.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        e.esource() == &pingora::ErrorSource::Downstream
+            && matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed
+                    | ErrorType::ReadError
+                    | ErrorType::WriteError
+                    | ErrorType::ReadTimedout
+                    | ErrorType::WriteTimedout
+            )
+    }
+
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let (Some(site), Some(rw)) = (&ctx.site, ctx.body.as_mut()) else {
             return;

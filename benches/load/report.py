@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Medians of the load benchmark's raw results, as a Markdown table plus the ratios.
+
+Input: runs.tsv (one line per wrk run) and mem.tsv (one line per 1,000-connection hold),
+both with a header line, written by load.sh.
+"""
+import csv
+import statistics
+import sys
+
+SERVERS = [
+    ("direct", "(1) nginx origin, direct"),
+    ("nginx-proxy", "(2) nginx proxy_pass"),
+    ("nginx-subfilter", "(3) nginx proxy_pass + sub_filter"),
+    ("smproxy-pass", "(4) smproxy, inject disabled"),
+    ("smproxy-inject", "(5) smproxy, injecting"),
+]
+WORKLOADS = [
+    ("median", "median page"),
+    ("rotation", "rotation, all pages"),
+    ("c1000", "median page, 1,000 conns"),
+]
+
+
+def read(path):
+    with open(path) as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main():
+    runs, mem = read(sys.argv[1]), read(sys.argv[2])
+
+    def runs_of(server, workload):
+        return [r for r in runs if r["server"] == server and r["workload"] == workload]
+
+    def m(server, workload, key):
+        return med([float(r[key]) for r in runs_of(server, workload)])
+
+    out = []
+    w = out.append
+    n_rep = len({r["repeat"] for r in runs})
+    w(f"Medians of {n_rep} run(s) each. Server under test on CPU 1; wrk and the origin nginx on CPU 0.")
+    w("")
+    w("| server | workload | req/s | p50 ms | p99 ms | CPU µs/req | CPU busy % | peak RSS MB | KB/resp | errors |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for s, sname in SERVERS:
+        for wl, wname in WORKLOADS:
+            rs = runs_of(s, wl)
+            if not rs:
+                continue
+            errs = sum(int(r["errors"]) for r in rs)
+            # Share of its one CPU the server used: near 100 means it was the bottleneck;
+            # well below, the load generator's CPU (wrk + origin) limited the run.
+            busy = med([float(r["rps"]) * float(r["cpu_us_per_req"]) / 1e4 for r in rs])
+            w(f"| {sname} | {wname} | {m(s, wl, 'rps'):,.0f} | {m(s, wl, 'p50_us') / 1000:.2f} "
+              f"| {m(s, wl, 'p99_us') / 1000:.2f} | {m(s, wl, 'cpu_us_per_req'):.1f} | {busy:.0f} "
+              f"| {m(s, wl, 'peak_rss_kb') / 1024:.1f} | {m(s, wl, 'bytes_per_req') / 1024:.1f} | {errs} |")
+    w("")
+    w("Errors: wrk socket errors + non-2xx/3xx responses, summed over the runs; they fail the "
+      "script except in the 1,000-connection run. Peak RSS: VmHWM of the server's working "
+      "process (nginx worker, smproxy) during the run. CPU busy: the server's CPU time ÷ "
+      "wall time; well below 100 means CPU 0 (wrk + origin), not the server, set the pace.")
+    w("")
+
+    def mem_med(server, key):
+        return med([float(r[key]) for r in mem if r["server"] == server])
+
+    w("Memory of 1,000 idle keep-alive connections (one complete request each, then held open):")
+    w("")
+    w("| server | idle RSS MB | RSS with 1,000 conns MB | MB per 1,000 conns | RSS after closing them MB | conns still open |")
+    w("|---|---:|---:|---:|---:|---:|")
+    per_k = {}
+    for s, sname in SERVERS:
+        rows = [r for r in mem if r["server"] == s]
+        if not rows:
+            continue
+        deltas = [(int(r["held_kb"]) - int(r["idle_kb"])) / 1024 * 1000 / int(r["conns"]) for r in rows]
+        per_k[s] = med(deltas)
+        alive = min(int(r["alive"]) for r in rows)
+        w(f"| {sname} | {mem_med(s, 'idle_kb') / 1024:.1f} | {mem_med(s, 'held_kb') / 1024:.1f} "
+          f"| {per_k[s]:.1f} | {mem_med(s, 'closed_kb') / 1024:.1f} | {alive}/{rows[0]['conns']} (fewest) |")
+    w("")
+
+    def ratio(a, b):
+        return a / b if b else float("nan")
+
+    w("Ratios (medians):")
+    w("")
+    w("| ratio | median page | rotation | 1,000 conns |")
+    w("|---|---:|---:|---:|")
+    for label, a, b, key in [
+        ("req/s: smproxy inject ÷ nginx sub_filter", "smproxy-inject", "nginx-subfilter", "rps"),
+        ("CPU µs/req: smproxy inject ÷ nginx sub_filter", "smproxy-inject", "nginx-subfilter", "cpu_us_per_req"),
+        ("req/s: smproxy inject ÷ smproxy passthrough", "smproxy-inject", "smproxy-pass", "rps"),
+        ("req/s: smproxy passthrough ÷ nginx proxy_pass", "smproxy-pass", "nginx-proxy", "rps"),
+        ("p99: smproxy inject ÷ nginx sub_filter", "smproxy-inject", "nginx-subfilter", "p99_us"),
+    ]:
+        cells = [f"{ratio(m(a, wl, key), m(b, wl, key)):.2f}×" for wl, _ in WORKLOADS]
+        w(f"| {label} | " + " | ".join(cells) + " |")
+    if "smproxy-inject" in per_k and "nginx-proxy" in per_k:
+        w("")
+        w(f"RSS per 1,000 keep-alive conns: smproxy inject {per_k['smproxy-inject']:.1f} MB, "
+          f"smproxy passthrough {per_k.get('smproxy-pass', float('nan')):.1f} MB, "
+          f"nginx proxy_pass {per_k['nginx-proxy']:.1f} MB, "
+          f"nginx sub_filter {per_k.get('nginx-subfilter', float('nan')):.1f} MB "
+          f"(smproxy inject ÷ nginx proxy_pass: {ratio(per_k['smproxy-inject'], per_k['nginx-proxy']):.1f}×).")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
