@@ -267,6 +267,40 @@ fn range_answer_206_passes_through_untouched() {
 }
 
 #[test]
+fn conditional_range_for_a_page_gets_the_whole_injected_page() {
+    let origin = Origin::respond(|req| {
+        if req.header("range").is_some() {
+            http_response(
+                "206 Partial Content",
+                &[HTML, ("Content-Range", "bytes 0-10/999")],
+                &PAGE[..11],
+            )
+        } else {
+            http_response(
+                "200 OK",
+                &[HTML, ("Last-Modified", "Tue, 01 Jan 2030 00:00:00 GMT")],
+                PAGE,
+            )
+        }
+    });
+    let proxy = Proxy::start(&origin.addr, "");
+    let r = request(
+        &proxy.addr,
+        "GET",
+        "/",
+        &[
+            ("Range", "bytes=0-10"),
+            ("If-Range", "Tue, 01 Jan 2030 00:00:00 GMT"),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    assert_injected_once(PAGE, &r.body, &snippet(), "if-range");
+    let seen = origin.last_request();
+    assert_eq!(seen.header("range"), None);
+    assert_eq!(seen.header("if-range"), None);
+}
+
+#[test]
 fn content_types_and_charsets() {
     const JSON: &[u8] = b"{\"html\":\"<html><head></head><body></body></html>\"}";
     const LATIN: &[u8] = b"<html><head><title>Caf\xe9</title></head><body>na\xefve \x80 \xe9t\xe9 \xff</body></html>";

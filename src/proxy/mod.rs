@@ -206,6 +206,13 @@ impl ProxyHttp for Smproxy {
         headers::forwarded(upstream, client_ip, https, host.as_deref())?;
         if matches!(ctx.check, Some(Ok(()))) && wants_document(session.req_header()) {
             upstream.insert_header(header::ACCEPT_ENCODING, "identity")?;
+            // A conditional range (`If-Range`) resumes a copy the client already has, which,
+            // for a page, is the injected one: a part of the origin's bytes would not fit it.
+            // Ask for the whole page instead (ignoring Range is always allowed).
+            if upstream.headers.contains_key(header::IF_RANGE) {
+                upstream.remove_header(&header::IF_RANGE);
+                upstream.remove_header(&header::RANGE);
+            }
         }
         Ok(())
     }
