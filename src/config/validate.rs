@@ -283,7 +283,11 @@ impl Checker<'_> {
             }
         };
 
-        let threads = f.threads.unwrap_or(1);
+        // One worker thread per core by default: Pingora's own default of 1 leaves all but one
+        // core idle on an edge machine.
+        let threads = f
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if threads == 0 || threads > 1024 {
             self.err("threads", "must be between 1 and 1024");
         }
@@ -634,6 +638,10 @@ mod tests {
     fn minimal_file_gets_working_defaults() {
         let s = parse(MINIMAL).unwrap();
         assert_eq!(s.listen, vec!["127.0.0.1:8080"]);
+        assert_eq!(
+            s.threads,
+            std::thread::available_parallelism().unwrap().get()
+        );
         assert_eq!(s.inject.position, Position::HeadEnd);
         assert_eq!(s.inject.duplicates, Duplicates::Remove);
         assert_eq!(s.tracker_path, "/_sm/sm.js");
