@@ -54,20 +54,9 @@ impl Router {
 }
 
 /// Lower-cased host name without port or trailing dot; IPv6 literals keep their brackets.
+/// (One normalisation for routing and for cookie domains, so both agree on what a host is.)
 pub fn normalize_host(host: &str) -> String {
-    let host = host.trim();
-    let name = if host.starts_with('[') {
-        match host.find(']') {
-            Some(i) => &host[..=i],
-            None => host,
-        }
-    } else {
-        match host.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => host,
-        }
-    };
-    name.trim_end_matches('.').to_ascii_lowercase()
+    crate::identity::domain::normalize_host(host).unwrap_or_default()
 }
 
 #[cfg(test)]
