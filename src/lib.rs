@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod codec;
+pub mod collect;
 pub mod config;
 pub mod demo;
 pub mod identity;

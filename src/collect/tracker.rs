@@ -1,0 +1,1 @@
+//! The tracker script served at `tracker.path`.
