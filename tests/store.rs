@@ -1,6 +1,7 @@
 //! The event store and its background writer against a real SQLite file: nothing lost on a
-//! clean shutdown, migrations, identity linking, retention, and the queue's drop and retry
-//! behaviour made deterministic with store wrappers (no sleeps as synchronisation).
+//! clean shutdown, migrations, identity linking, contacts known only by id, sessions,
+//! retention, and the queue's drop and retry behaviour made deterministic with store wrappers
+//! (no sleeps as synchronisation).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use smproxy::store::{
     ContactId, Event, EventKind, EventWriter, SqliteStore, Store, StoreError, WriterConfig,
+    SESSION_IDLE_MS,
 };
 
 /// A unique directory under the system temp dir, removed when dropped.
@@ -439,4 +441,532 @@ fn a_store_failing_beyond_the_bound_abandons_and_counts() {
     // Every batch was tried once and retried twice.
     assert!(stats.write_errors >= 3 && stats.write_errors % 3 == 0);
     assert_eq!(store.count_events(None).unwrap(), 0);
+}
+
+const MIN: i64 = 60 * 1000;
+
+fn open_db(db: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(db).unwrap()
+}
+
+/// `(session_id, ts_ms)` of a visitor's events, in time order.
+fn sessions(db: &Path, visitor: &str) -> Vec<(Option<String>, i64)> {
+    let conn = open_db(db);
+    let mut stmt = conn
+        .prepare("SELECT session_id, ts_ms FROM events WHERE visitor_id = ?1 ORDER BY ts_ms, id")
+        .unwrap();
+    stmt.query_map([visitor], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Just the session ids of a visitor's events, in time order; each must be set.
+fn session_ids(db: &Path, visitor: &str) -> Vec<String> {
+    sessions(db, visitor)
+        .into_iter()
+        .map(|(s, ts)| s.unwrap_or_else(|| panic!("event at {ts} of {visitor} has no session")))
+        .collect()
+}
+
+/// `(email, first_seen, last_seen)` of a contact, or `None` if there is no such row.
+fn contact_row(db: &Path, id: &str) -> Option<(Option<String>, i64, i64)> {
+    use rusqlite::OptionalExtension;
+    open_db(db)
+        .query_row(
+            "SELECT email, first_seen, last_seen FROM contacts WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .unwrap()
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    open_db(db).query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn identify(visitor: Option<&str>, contact: &str, ts_ms: i64) -> Event {
+    Event {
+        visitor_id: visitor.map(str::to_owned),
+        contact_id: Some(contact.to_owned()),
+        identify_source: Some("email_link".into()),
+        ..Event::new(
+            EventKind::Identify,
+            ts_ms,
+            "shop",
+            "https://shop.example/?smclient=x",
+            "/",
+        )
+    }
+}
+
+#[test]
+fn a_version_1_file_migrates_to_2_and_keeps_its_rows() {
+    let dir = TempDir::new("v1");
+    let (a, b);
+    {
+        let store = SqliteStore::open_at_version(dir.db(), 1).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 1);
+        a = store.upsert_contact_by_email("a@firma.pl", 10).unwrap();
+        b = store.upsert_contact_by_email("b@firma.pl", 20).unwrap();
+        store.upsert_contact_by_email("a@firma.pl", 30).unwrap();
+    }
+    {
+        // Really the version 1 schema: no email-less contacts, no session table.
+        let conn = open_db(&dir.db());
+        assert!(conn
+            .execute(
+                "INSERT INTO contacts (id, email, first_seen, last_seen) VALUES ('x', NULL, 1, 1)",
+                [],
+            )
+            .is_err());
+        assert!(conn.prepare("SELECT * FROM visitor_sessions").is_err());
+        conn.execute(
+            "INSERT INTO events (kind, ts_ms, site, visitor_id, contact_id, url, path)
+             VALUES ('pageview', 5, 'shop', 'v1', ?1, 'https://shop.example/', '/')",
+            [a.as_str()],
+        )
+        .unwrap();
+    }
+
+    let store = SqliteStore::open(dir.db()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(SqliteStore::latest_schema_version(), 2);
+    let versions: Vec<u32> = {
+        let conn = open_db(&dir.db());
+        let mut stmt = conn
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(versions, [1, 2]);
+
+    // Contacts and events survive the rebuild unchanged.
+    assert_eq!(
+        contact_row(&dir.db(), a.as_str()),
+        Some((Some("a@firma.pl".into()), 10, 30))
+    );
+    assert_eq!(
+        contact_row(&dir.db(), b.as_str()),
+        Some((Some("b@firma.pl".into()), 20, 20))
+    );
+    assert_eq!(count(&dir.db(), "SELECT COUNT(*) FROM contacts"), 2);
+    assert_eq!(store.count_events(None).unwrap(), 1);
+    assert_eq!(contact_ids(&dir.db(), "v1"), vec![Some(a.0.clone())]);
+    assert_eq!(sessions(&dir.db(), "v1"), vec![(None, 5)]);
+
+    // Emails are still unique, and the upsert by email still finds the old row.
+    assert_eq!(store.upsert_contact_by_email(" A@Firma.pl", 40).unwrap(), a);
+    assert!(open_db(&dir.db())
+        .execute(
+            "INSERT INTO contacts (id, email, first_seen, last_seen) VALUES ('dup', 'b@firma.pl', 1, 1)",
+            [],
+        )
+        .is_err());
+    // Now contacts without email fit, and sessions are assigned.
+    store
+        .insert_batch(&[
+            identify(Some("v2"), "vendor-1", 50),
+            identify(Some("v3"), "vendor-2", 60),
+        ])
+        .unwrap();
+    assert_eq!(
+        count(
+            &dir.db(),
+            "SELECT COUNT(*) FROM contacts WHERE email IS NULL"
+        ),
+        2
+    );
+    assert_eq!(session_ids(&dir.db(), "v2").len(), 1);
+
+    let conn = open_db(&dir.db());
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let objects = |kind: &str| -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = ?1 ORDER BY name")
+            .unwrap();
+        stmt.query_map([kind], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let tables = objects("table");
+    assert!(tables.contains(&"contacts".to_owned()));
+    assert!(tables.contains(&"visitor_sessions".to_owned()));
+    assert!(!tables.contains(&"contacts_new".to_owned()));
+    assert!(objects("index").contains(&"events_session".to_owned()));
+}
+
+#[test]
+fn a_file_migrated_step_by_step_matches_a_new_one() {
+    let dir = TempDir::new("steps");
+    let stepped = dir.0.join("stepped.db");
+    drop(SqliteStore::open_at_version(&stepped, 1).unwrap());
+    drop(SqliteStore::open(&stepped).unwrap());
+    drop(SqliteStore::open(dir.db()).unwrap());
+    let schema = |db: &Path| -> Vec<(String, String, Option<String>)> {
+        let conn = open_db(db);
+        let mut stmt = conn
+            .prepare("SELECT type, name, sql FROM sqlite_master ORDER BY type, name")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(schema(&stepped), schema(&dir.db()));
+}
+
+#[test]
+fn identify_with_an_unknown_contact_id_creates_a_contact_without_email() {
+    let dir = TempDir::new("unknown-contact");
+    let store = SqliteStore::open(dir.db()).unwrap();
+    let vendor = "3f2b8c1e-0d4a-4c55-9a57-2f7f0c6a1b10";
+    store
+        .insert_batch(&[
+            pageview("shop", Some("v1"), 90),
+            identify(Some("v1"), vendor, 100),
+        ])
+        .unwrap();
+    assert_eq!(contact_row(&dir.db(), vendor), Some((None, 100, 100)));
+    // The identify linked the visitor, attaching the earlier anonymous pageview.
+    let linked = Some(vendor.to_owned());
+    assert_eq!(contact_ids(&dir.db(), "v1"), vec![linked.clone(); 2]);
+
+    // Later events of the contact move last_seen (and an older one first_seen); still one row.
+    let mut later = pageview("shop", Some("v1"), 300);
+    later.contact_id = Some(vendor.into());
+    let mut older = pageview("shop", None, 40);
+    older.contact_id = Some(vendor.into());
+    store.insert_batch(&[later, older]).unwrap();
+    assert_eq!(contact_row(&dir.db(), vendor), Some((None, 40, 300)));
+    assert_eq!(count(&dir.db(), "SELECT COUNT(*) FROM contacts"), 1);
+
+    // Any event kind with an unknown contact creates it, with or without a visitor.
+    let mut custom = Event::new(EventKind::Custom, 7, "shop", "https://shop.example/", "/");
+    custom.contact_id = Some("vendor-2".into());
+    store.insert_batch(&[custom]).unwrap();
+    assert_eq!(contact_row(&dir.db(), "vendor-2"), Some((None, 7, 7)));
+}
+
+#[test]
+fn events_of_a_known_contact_keep_its_email() {
+    let dir = TempDir::new("known-contact");
+    let store = SqliteStore::open(dir.db()).unwrap();
+    let c = store.upsert_contact_by_email("jan@firma.pl", 100).unwrap();
+    store
+        .insert_batch(&[identify(Some("v1"), c.as_str(), 200)])
+        .unwrap();
+    assert_eq!(
+        contact_row(&dir.db(), c.as_str()),
+        Some((Some("jan@firma.pl".into()), 100, 200))
+    );
+    assert_eq!(count(&dir.db(), "SELECT COUNT(*) FROM contacts"), 1);
+}
+
+#[test]
+fn link_visitor_creates_an_unknown_contact() {
+    let dir = TempDir::new("link-unknown");
+    let store = SqliteStore::open(dir.db()).unwrap();
+    store
+        .insert_batch(&[pageview("shop", Some("v1"), 10)])
+        .unwrap();
+    let vendor = ContactId("vendor-9".into());
+    assert_eq!(store.link_visitor("v1", &vendor, 50).unwrap(), 1);
+    assert_eq!(contact_row(&dir.db(), "vendor-9"), Some((None, 50, 50)));
+    // Linking again leaves the contact as it is.
+    assert_eq!(store.link_visitor("v2", &vendor, 60).unwrap(), 0);
+    assert_eq!(contact_row(&dir.db(), "vendor-9"), Some((None, 50, 50)));
+    assert_eq!(contact_ids(&dir.db(), "v1"), vec![Some("vendor-9".into())]);
+}
+
+#[test]
+fn contacts_without_email_coexist_with_each_other_and_with_emails() {
+    let dir = TempDir::new("null-emails");
+    let store = SqliteStore::open(dir.db()).unwrap();
+    let c = store.upsert_contact_by_email("jan@firma.pl", 1).unwrap();
+    store
+        .insert_batch(&[identify(Some("v1"), "vendor-a", 2)])
+        .unwrap();
+    store
+        .insert_batch(&[identify(Some("v2"), "vendor-b", 3)])
+        .unwrap();
+    store
+        .link_visitor("v3", &ContactId("vendor-c".into()), 4)
+        .unwrap();
+    assert_eq!(
+        count(
+            &dir.db(),
+            "SELECT COUNT(*) FROM contacts WHERE email IS NULL"
+        ),
+        3
+    );
+    assert_eq!(count(&dir.db(), "SELECT COUNT(*) FROM contacts"), 4);
+    assert_eq!(store.upsert_contact_by_email("jan@firma.pl", 5).unwrap(), c);
+}
+
+#[test]
+fn sessions_split_after_thirty_minutes_of_inactivity() {
+    let dir = TempDir::new("sessions");
+    let store = SqliteStore::open(dir.db()).unwrap();
+    let t0 = 1_700_000_000_000;
+    store
+        .insert_batch(&[
+            pageview("shop", Some("v"), t0),
+            pageview("shop", Some("v"), t0 + 10 * MIN),
+            pageview("shop", Some("v"), t0 + 20 * MIN),
+            pageview("shop", Some("v"), t0 + 51 * MIN), // 31 min after the previous
+            pageview("shop", Some("v"), t0 + 61 * MIN),
+        ])
+        .unwrap();
+    let s = session_ids(&dir.db(), "v");
+    assert_eq!(s.len(), 5);
+    assert!(s[0] == s[1] && s[1] == s[2], "{s:?}");
+    assert_ne!(s[2], s[3]);
+    assert_eq!(s[3], s[4]);
+    for id in [&s[0], &s[3]] {
+        let parsed = uuid::Uuid::parse_str(id).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(&parsed.hyphenated().to_string(), id);
+    }
+    let (sid, last): (String, i64) = open_db(&dir.db())
+        .query_row(
+            "SELECT session_id, last_ts_ms FROM visitor_sessions WHERE visitor_id = 'v'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((sid, last), (s[4].clone(), t0 + 61 * MIN));
+}
+
+#[test]
+fn exactly_thirty_minutes_still_continues_the_session() {
+    let dir = TempDir::new("boundary");
+    let store = SqliteStore::open(dir.db()).unwrap();
+    store
+        .insert_batch(&[
+            pageview("shop", Some("v"), 0),
+            pageview("shop", Some("v"), SESSION_IDLE_MS),
+            pageview("shop", Some("v"), 2 * SESSION_IDLE_MS + 1),
+        ])
+        .unwrap();
+    let s = session_ids(&dir.db(), "v");
+    assert_eq!(s[0], s[1]);
+    assert_ne!(s[1], s[2]);
+}
+
+#[test]
+fn two_visitors_have_different_sessions() {
+    let dir = TempDir::new("two-visitors");
+    let store = SqliteStore::open(dir.db()).unwrap();
+    store
+        .insert_batch(&[
+            pageview("shop", Some("v1"), 100),
+            pageview("shop", Some("v2"), 100),
+            pageview("shop", Some("v1"), 200),
+            pageview("blog", Some("v2"), 300),
+        ])
+        .unwrap();
+    let (s1, s2) = (session_ids(&dir.db(), "v1"), session_ids(&dir.db(), "v2"));
+    assert_eq!(s1[0], s1[1]);
+    assert_eq!(s2[0], s2[1]);
+    assert_ne!(s1[0], s2[0]);
+    assert_eq!(count(&dir.db(), "SELECT COUNT(*) FROM visitor_sessions"), 2);
+}
+
+#[test]
+fn out_of_order_events_in_one_batch_are_assigned_in_time_order() {
+    let dir = TempDir::new("out-of-order");
+    let store = SqliteStore::open(dir.db()).unwrap();
+    store
+        .insert_batch(&[
+            // v1 in time order is 0, 25, 50 min: one session (batch order would split it).
+            pageview("shop", Some("v1"), 0),
+            pageview("shop", Some("v2"), 100 * MIN),
+            pageview("shop", Some("v1"), 50 * MIN),
+            // v2 in time order is 0, 100 min: two sessions (batch order would merge them).
+            pageview("shop", Some("v2"), 0),
+            pageview("shop", Some("v1"), 25 * MIN),
+        ])
+        .unwrap();
+    let s1 = session_ids(&dir.db(), "v1");
+    assert_eq!(s1.len(), 3);
+    assert!(s1.iter().all(|s| *s == s1[0]), "{s1:?}");
+    let s2 = session_ids(&dir.db(), "v2");
+    assert_eq!(s2.len(), 2);
+    assert_ne!(s2[0], s2[1]);
+    // The latest event's session and time are what the next batch continues from.
+    let state: Vec<(String, String, i64)> = {
+        let conn = open_db(&dir.db());
+        let mut stmt = conn
+            .prepare("SELECT visitor_id, session_id, last_ts_ms FROM visitor_sessions ORDER BY visitor_id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(
+        state,
+        vec![
+            ("v1".into(), s1[0].clone(), 50 * MIN),
+            ("v2".into(), s2[1].clone(), 100 * MIN),
+        ]
+    );
+    // Rows are still stored in batch order.
+    let ts_by_id: Vec<i64> = {
+        let conn = open_db(&dir.db());
+        let mut stmt = conn
+            .prepare("SELECT ts_ms FROM events ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(ts_by_id, [0, 100 * MIN, 50 * MIN, 0, 25 * MIN]);
+}
+
+#[test]
+fn an_explicit_session_id_is_kept() {
+    let dir = TempDir::new("explicit");
+    let store = SqliteStore::open(dir.db()).unwrap();
+    let mut tab = pageview("shop", Some("v"), 10);
+    tab.session_id = Some("tab-1".into());
+    store.insert_batch(&[tab.clone()]).unwrap();
+    assert_eq!(sessions(&dir.db(), "v"), vec![(Some("tab-1".into()), 10)]);
+    assert_eq!(
+        count(&dir.db(), "SELECT COUNT(*) FROM visitor_sessions"),
+        0,
+        "an explicit session does not touch assignment"
+    );
+
+    tab.ts_ms = 30;
+    store
+        .insert_batch(&[pageview("shop", Some("v"), 20), tab])
+        .unwrap();
+    let s = sessions(&dir.db(), "v");
+    assert_eq!(s[0].0.as_deref(), Some("tab-1"));
+    assert!(s[1].0.as_deref().is_some_and(|id| id != "tab-1"));
+    assert_eq!(s[2].0.as_deref(), Some("tab-1"));
+}
+
+#[test]
+fn events_without_a_visitor_have_no_session() {
+    let dir = TempDir::new("no-visitor");
+    let store = SqliteStore::open(dir.db()).unwrap();
+    store
+        .insert_batch(&[pageview("shop", None, 10), pageview("shop", None, 20)])
+        .unwrap();
+    assert_eq!(
+        count(
+            &dir.db(),
+            "SELECT COUNT(*) FROM events WHERE session_id IS NULL"
+        ),
+        2
+    );
+    assert_eq!(count(&dir.db(), "SELECT COUNT(*) FROM visitor_sessions"), 0);
+}
+
+#[test]
+fn sessions_continue_across_batches_and_reopening() {
+    let dir = TempDir::new("session-reopen");
+    {
+        let store = SqliteStore::open(dir.db()).unwrap();
+        store
+            .insert_batch(&[pageview("shop", Some("v"), 0)])
+            .unwrap();
+        store
+            .insert_batch(&[pageview("shop", Some("v"), 10 * MIN)])
+            .unwrap();
+    }
+    {
+        let store = SqliteStore::open(dir.db()).unwrap();
+        store
+            .insert_batch(&[pageview("shop", Some("v"), 20 * MIN)])
+            .unwrap();
+        store
+            .insert_batch(&[pageview("shop", Some("v"), 60 * MIN)])
+            .unwrap();
+        // A late event, older than the visitor's latest, joins the current session.
+        store
+            .insert_batch(&[pageview("shop", Some("v"), 15 * MIN)])
+            .unwrap();
+    }
+    let s: Vec<(String, i64)> = sessions(&dir.db(), "v")
+        .into_iter()
+        .map(|(s, ts)| (s.unwrap(), ts / MIN))
+        .collect();
+    let ts: Vec<i64> = s.iter().map(|(_, ts)| *ts).collect();
+    assert_eq!(ts, [0, 10, 15, 20, 60]);
+    let (first, second) = (&s[0].0, &s[4].0);
+    assert_ne!(first, second);
+    assert_eq!(s[1].0, *first);
+    assert_eq!(s[3].0, *first);
+    assert_eq!(s[2].0, *second, "late event joins the current session");
+    assert_eq!(
+        count(
+            &dir.db(),
+            "SELECT last_ts_ms FROM visitor_sessions WHERE visitor_id = 'v'"
+        ),
+        60 * MIN
+    );
+}
+
+#[test]
+fn sessions_are_assigned_through_the_writer() {
+    let dir = TempDir::new("session-writer");
+    let store = Arc::new(SqliteStore::open(dir.db()).unwrap());
+    let writer = EventWriter::start(store.clone(), WriterConfig::default()).unwrap();
+    let queue = writer.queue();
+    for i in 0..50 {
+        assert!(queue.try_enqueue(pageview("shop", Some("v"), i * MIN)));
+    }
+    assert!(queue.try_enqueue(pageview("shop", Some("v"), 200 * MIN)));
+    writer.shutdown();
+    let s = session_ids(&dir.db(), "v");
+    assert_eq!(s.len(), 51);
+    assert!(s[..50].iter().all(|id| *id == s[0]));
+    assert_ne!(s[50], s[0]);
+}
+
+#[test]
+fn a_failed_batch_leaves_no_contacts_or_sessions_behind() {
+    let dir = TempDir::new("atomic");
+    let store = SqliteStore::open(dir.db()).unwrap();
+    open_db(&dir.db())
+        .execute_batch(
+            "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.path = '/boom'
+             BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+        )
+        .unwrap();
+    let mut bad = pageview("shop", Some("v2"), 30);
+    bad.path = "/boom".into();
+    let batch = [
+        identify(Some("v1"), "vendor-1", 10),
+        pageview("shop", Some("v1"), 20),
+        bad,
+    ];
+    assert!(store.insert_batch(&batch).is_err());
+    let db = dir.db();
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM events"), 0);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM contacts"), 0);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM visitor_contacts"), 0);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM visitor_sessions"), 0);
+
+    // The retry after the problem is gone stores everything once.
+    open_db(&db).execute_batch("DROP TRIGGER boom").unwrap();
+    assert_eq!(store.insert_batch(&batch).unwrap(), 3);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM events"), 3);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM contacts"), 1);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM visitor_sessions"), 2);
+    let s = session_ids(&db, "v1");
+    assert_eq!(s[0], s[1]);
 }

@@ -87,12 +87,15 @@ pub struct Event {
     pub site: String,
     /// The anonymous visitor (`smuuid` cookie); `None` when consent did not allow the cookie.
     pub visitor_id: Option<String>,
-    /// The identified contact (verified `smclient` cookie, or the contact created by this
-    /// event). When `None` but the visitor is already linked, the store fills it in.
+    /// The identified contact (verified `smclient` cookie, mailing or personal link, or the
+    /// contact created by this event). When `None` but the visitor is already linked, the store
+    /// fills it in; an id the store does not know yet becomes a contact without an email.
     pub contact_id: Option<String>,
     /// The cross-site identity (verified `smids` cookie).
     pub smids: Option<String>,
-    /// The tracker's per-tab session, to group page views into visits.
+    /// The visit this event belongs to. The tracker sends none: the store assigns one to every
+    /// event with a `visitor_id`, a new session after [`super::SESSION_IDLE_MS`] of inactivity
+    /// (see [`super::Store::insert_batch`]). An event that arrives with one keeps it.
     pub session_id: Option<String>,
     /// The full page URL as the browser reported it (for `OutboundClick`: the link target).
     pub url: String,

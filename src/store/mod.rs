@@ -16,8 +16,13 @@ pub use event::{Event, EventKind, UnknownEventKind};
 pub use sqlite::SqliteStore;
 pub use writer::{EventQueue, EventWriter, WriterConfig, WriterStats};
 
-/// A contact's id: an opaque string (a UUID v4 from the SQLite store). A newtype so a contact id
-/// is not confused with a visitor id, which is a string of the same shape.
+/// How long a visitor may be inactive before their next event starts a new session: 30 minutes,
+/// the convention of web analytics. See [`Store::insert_batch`] for the whole rule.
+pub const SESSION_IDLE_MS: i64 = 30 * 60 * 1000;
+
+/// A contact's id: an opaque string, a UUID v4 created by the store for a new email or the
+/// vendor's contact UUID carried by a mailing or personal link. A newtype so a contact id is
+/// not confused with a visitor id, which is a string of the same shape.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContactId(pub String);
 
@@ -78,9 +83,29 @@ pub trait Store: Send + Sync {
     ///
     /// Besides the rows, it keeps identity consistent within the same transaction:
     /// - an event without `contact_id` whose visitor is already linked gets that contact;
+    /// - an event whose `contact_id` the store does not know yet creates that contact without
+    ///   an email (`first_seen` = `last_seen` = the event's `ts_ms`): a mailing link or a signed
+    ///   personal link identifies a contact by the vendor's id alone, and profiles must still
+    ///   list every contact; a known contact's `last_seen` moves forward instead (and its
+    ///   `first_seen` back, for an event older than it);
     /// - an [`EventKind::Identify`] event with both `visitor_id` and `contact_id` links the
     ///   visitor as [`Store::link_visitor`] does, so identification needs no extra call;
-    /// - `company` is recorded in the companies table, and a known contact's `last_seen` moves.
+    /// - `company` is recorded in the companies table.
+    ///
+    /// It also assigns sessions, because the tracker sends events without one. Every backend
+    /// implements the same rule, with the per-visitor state in the store so it survives
+    /// restarts and is shared by every proxy writing to the store:
+    /// - an event that carries a `session_id` keeps it and does not affect assignment;
+    /// - an event without `visitor_id` (no cookie consent) keeps `session_id` empty;
+    /// - otherwise the event continues the visitor's current session unless the visitor has
+    ///   none yet or the event is more than [`SESSION_IDLE_MS`] after the visitor's latest
+    ///   event (`ts_ms - last > SESSION_IDLE_MS`); then it starts a new session with a fresh
+    ///   random id (a UUID v4 string). The visitor's latest time becomes `max(last, ts_ms)`, so
+    ///   a late event older than the latest one joins the current session;
+    /// - within one batch, each visitor's events are assigned in `ts_ms` order (a stable sort,
+    ///   so equal times keep batch order), not in batch order: beacons from several tabs or
+    ///   proxy threads reach the queue slightly out of order, and a session must not split
+    ///   because of that. Rows are still stored in batch order.
     fn insert_batch(&self, events: &[Event]) -> Result<usize, StoreError>;
 
     /// Returns the contact with this email, creating it if new (and moving `last_seen` to
@@ -92,7 +117,9 @@ pub trait Store: Send + Sync {
     /// Records that `visitor_id` is `contact_id` and attaches the visitor's earlier anonymous
     /// events (those with no contact yet) to the contact; returns how many events it attached.
     /// Events already attributed to another contact keep it: a shared computer must not merge
-    /// two people's histories.
+    /// two people's histories. A `contact_id` the store does not know yet creates that contact
+    /// without an email, as in [`Store::insert_batch`] (`first_seen` = `last_seen` = `now_ms`);
+    /// a known contact is left as it is.
     fn link_visitor(
         &self,
         visitor_id: &str,

@@ -1,6 +1,9 @@
 //! The embedded store: one SQLite file, zero set-up, opened with versioned migrations.
 //!
-//! # Schema (migration 1)
+//! # Schema
+//!
+//! As it is after all migrations; comments say which migration added what. A file is migrated
+//! forward on open, each migration in its own transaction (see [`SqliteStore::open`]).
 //!
 //! ```sql
 //! -- Which migrations this file has had; re-opening applies only the missing ones.
@@ -9,7 +12,7 @@
 //!     applied_at INTEGER NOT NULL            -- ms since the Unix epoch
 //! );
 //!
-//! -- One row per beacon. Columns mirror `store::Event`; kinds are text
+//! -- (1) One row per beacon. Columns mirror `store::Event`; kinds are text
 //! -- ('pageview', 'engagement', 'identify', 'custom', 'outbound_click', 'form').
 //! CREATE TABLE events (
 //!     id              INTEGER PRIMARY KEY,
@@ -17,9 +20,9 @@
 //!     ts_ms           INTEGER NOT NULL,
 //!     site            TEXT    NOT NULL,
 //!     visitor_id      TEXT,                  -- smuuid
-//!     contact_id      TEXT,                  -- filled later by link_visitor
+//!     contact_id      TEXT,                  -- also filled later by link_visitor
 //!     smids           TEXT,
-//!     session_id      TEXT,
+//!     session_id      TEXT,                  -- assigned from visitor_sessions since (2)
 //!     url             TEXT    NOT NULL,
 //!     path            TEXT    NOT NULL,
 //!     title           TEXT,
@@ -38,19 +41,22 @@
 //!     props_json      TEXT,
 //!     identify_source TEXT
 //! );
-//! CREATE INDEX events_site_ts   ON events (site, ts_ms);   -- analytics per site and period
-//! CREATE INDEX events_visitor   ON events (visitor_id);    -- linking, visitor profiles
-//! CREATE INDEX events_contact   ON events (contact_id);    -- contact profiles
+//! CREATE INDEX events_site_ts   ON events (site, ts_ms);   -- (1) analytics per site and period
+//! CREATE INDEX events_visitor   ON events (visitor_id);    -- (1) linking, visitor profiles
+//! CREATE INDEX events_contact   ON events (contact_id);    -- (1) contact profiles
+//! CREATE INDEX events_session   ON events (session_id);    -- (2) visits
 //!
-//! -- Identified people, one per normalized email.
+//! -- (1) Identified people. (2) rebuilt the table to make `email` nullable: a contact known
+//! -- only by the vendor's id (mailing link, personal link) has no email. UNIQUE still holds
+//! -- for emails; any number of rows may have NULL.
 //! CREATE TABLE contacts (
-//!     id         TEXT PRIMARY KEY,           -- UUID v4
-//!     email      TEXT NOT NULL UNIQUE,       -- normalized (trimmed, lower-case)
+//!     id         TEXT PRIMARY KEY,           -- UUID v4 (ours, or the vendor's)
+//!     email      TEXT UNIQUE,                -- normalized (trimmed, lower-case); NULL since (2)
 //!     first_seen INTEGER NOT NULL,
 //!     last_seen  INTEGER NOT NULL
 //! );
 //!
-//! -- Which contact an anonymous visitor turned out to be (latest link wins).
+//! -- (1) Which contact an anonymous visitor turned out to be (latest link wins).
 //! CREATE TABLE visitor_contacts (
 //!     visitor_id TEXT PRIMARY KEY,
 //!     contact_id TEXT NOT NULL,
@@ -58,26 +64,38 @@
 //! );
 //! CREATE INDEX visitor_contacts_contact ON visitor_contacts (contact_id);
 //!
-//! -- Companies seen in events (B2B profiles).
+//! -- (1) Companies seen in events (B2B profiles).
 //! CREATE TABLE companies (
 //!     id         INTEGER PRIMARY KEY,
 //!     name       TEXT    NOT NULL UNIQUE,
 //!     first_seen INTEGER NOT NULL,
 //!     last_seen  INTEGER NOT NULL
 //! );
+//!
+//! -- (2) Each visitor's current session, for assigning sessions to events that arrive without
+//! -- one: a new session after SESSION_IDLE_MS (30 min) without events (see Store::insert_batch).
+//! CREATE TABLE visitor_sessions (
+//!     visitor_id TEXT PRIMARY KEY,
+//!     session_id TEXT    NOT NULL,           -- UUID v4
+//!     last_ts_ms INTEGER NOT NULL            -- the visitor's latest event in this session
+//! );
 //! ```
+//!
+//! Events stored before migration 2 keep a NULL `session_id`; every visitor's first event after
+//! it starts a session.
 //!
 //! The file runs in WAL mode with `synchronous=NORMAL`: readers (the dashboard) never block the
 //! writer, and a power cut can lose at most the last few committed batches but never corrupts
 //! the file, which is the right trade for analytics events.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{normalize_email, ContactId, Event, EventKind, Store, StoreError};
+use super::{normalize_email, ContactId, Event, EventKind, Store, StoreError, SESSION_IDLE_MS};
 
 /// How long a statement waits for another connection's lock (the dashboard reading, a second
 /// process on the same file) before failing with SQLITE_BUSY; the writer retries after that.
@@ -85,7 +103,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema migrations, in order. Append only: a released migration is never edited, because
 /// files in the field already ran it. Each runs in its own transaction with its version row.
-const MIGRATIONS: &[(u32, &str)] = &[(1, MIGRATION_1)];
+const MIGRATIONS: &[(u32, &str)] = &[(1, MIGRATION_1), (2, MIGRATION_2)];
 
 const MIGRATION_1: &str = "
 CREATE TABLE events (
@@ -141,6 +159,33 @@ CREATE TABLE companies (
 );
 ";
 
+/// Contacts known only by id, and sessions.
+///
+/// SQLite cannot drop a NOT NULL constraint, so `contacts` is rebuilt (create the new table,
+/// copy, drop the old one, rename). It has no indexes of its own beyond those of its PRIMARY KEY
+/// and UNIQUE constraints, which the new definition recreates, and no table, view or trigger
+/// refers to it, so nothing else needs rebuilding (and `foreign_keys`, which cannot be switched
+/// inside the migration's transaction, does not matter).
+const MIGRATION_2: &str = "
+CREATE TABLE contacts_new (
+    id         TEXT PRIMARY KEY,
+    email      TEXT UNIQUE,
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL
+);
+INSERT INTO contacts_new (id, email, first_seen, last_seen)
+    SELECT id, email, first_seen, last_seen FROM contacts;
+DROP TABLE contacts;
+ALTER TABLE contacts_new RENAME TO contacts;
+
+CREATE TABLE visitor_sessions (
+    visitor_id TEXT PRIMARY KEY,
+    session_id TEXT    NOT NULL,
+    last_ts_ms INTEGER NOT NULL
+);
+CREATE INDEX events_session ON events (session_id);
+";
+
 /// A visitor without a contact on the event inherits its linked contact, so events sent after
 /// identification by a browser that lost the `smclient` cookie still land on the profile.
 const INSERT_EVENT: &str = "
@@ -160,7 +205,26 @@ ON CONFLICT (name) DO UPDATE SET
     first_seen = min(first_seen, excluded.first_seen),
     last_seen  = max(last_seen, excluded.last_seen)";
 
-const TOUCH_CONTACT: &str = "UPDATE contacts SET last_seen = max(last_seen, ?2) WHERE id = ?1";
+/// An event's contact: created without an email if the id is new, else `last_seen` moves.
+/// `first_seen` takes the minimum so a contact created by a batch whose events are out of
+/// order still starts at its earliest event.
+const UPSERT_EVENT_CONTACT: &str = "
+INSERT INTO contacts (id, email, first_seen, last_seen) VALUES (?1, NULL, ?2, ?2)
+ON CONFLICT (id) DO UPDATE SET
+    first_seen = min(first_seen, excluded.first_seen),
+    last_seen  = max(last_seen, excluded.last_seen)";
+
+/// `link_visitor`'s contact: created without an email if new, otherwise left alone.
+const ENSURE_CONTACT: &str =
+    "INSERT OR IGNORE INTO contacts (id, email, first_seen, last_seen) VALUES (?1, NULL, ?2, ?2)";
+
+const SELECT_VISITOR_SESSION: &str =
+    "SELECT session_id, last_ts_ms FROM visitor_sessions WHERE visitor_id = ?1";
+
+const UPSERT_VISITOR_SESSION: &str = "
+INSERT INTO visitor_sessions (visitor_id, session_id, last_ts_ms) VALUES (?1, ?2, ?3)
+ON CONFLICT (visitor_id) DO UPDATE SET
+    session_id = excluded.session_id, last_ts_ms = excluded.last_ts_ms";
 
 /// The SQLite [`Store`]. One connection behind a mutex: SQLite allows one writer at a time
 /// anyway, and the only frequent caller is the single writer thread.
@@ -172,7 +236,18 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and its directory, sets WAL mode,
     /// `synchronous=NORMAL` and a busy timeout, then applies the migrations it has not had yet.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref();
+        Self::setup(Self::connect(path.as_ref())?)
+    }
+
+    /// Like [`SqliteStore::open`], but applies migrations only up to `version`: for tests of
+    /// upgrading a file made by an older release. Only methods whose SQL that version already
+    /// supports work on the result.
+    #[doc(hidden)]
+    pub fn open_at_version(path: impl AsRef<Path>, version: u32) -> Result<Self, StoreError> {
+        Self::setup_to(Self::connect(path.as_ref())?, version)
+    }
+
+    fn connect(path: &Path) -> Result<Connection, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
                 path: dir.to_path_buf(),
@@ -186,7 +261,7 @@ impl SqliteStore {
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(path = %path.display(), %mode, "SQLite refused WAL mode; continuing");
         }
-        Self::setup(conn)
+        Ok(conn)
     }
 
     /// A private in-memory database (tests, `smproxy demo` without a file).
@@ -194,10 +269,14 @@ impl SqliteStore {
         Self::setup(Connection::open_in_memory()?)
     }
 
-    fn setup(mut conn: Connection) -> Result<Self, StoreError> {
+    fn setup(conn: Connection) -> Result<Self, StoreError> {
+        Self::setup_to(conn, Self::latest_schema_version())
+    }
+
+    fn setup_to(mut conn: Connection, target: u32) -> Result<Self, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        migrate(&mut conn)?;
+        migrate(&mut conn, target)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -236,9 +315,10 @@ fn current_version(conn: &Connection) -> rusqlite::Result<u32> {
     )
 }
 
-/// Applies the missing migrations. `BEGIN IMMEDIATE` takes the write lock before reading the
-/// version, so two processes opening a new file at once cannot both run migration 1.
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+/// Applies the missing migrations up to `target`. `BEGIN IMMEDIATE` takes the write lock
+/// before reading the version, so two processes opening a new file at once cannot both run
+/// migration 1.
+fn migrate(conn: &mut Connection, target: u32) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    INTEGER PRIMARY KEY,
@@ -246,7 +326,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
          )",
     )?;
     let supported = SqliteStore::latest_schema_version();
-    for &(version, sql) in MIGRATIONS {
+    for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= target) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let found = current_version(&tx)?;
         if found > supported {
@@ -297,6 +377,77 @@ fn link(
     Ok(attached as u64)
 }
 
+/// A visitor's current session while a batch is being assigned.
+struct VisitorSession {
+    session_id: String,
+    last_ts_ms: i64,
+    /// Differs from the `visitor_sessions` row, which must be written back.
+    changed: bool,
+}
+
+impl VisitorSession {
+    fn start(ts_ms: i64) -> Self {
+        VisitorSession {
+            session_id: uuid::Uuid::new_v4().to_string(),
+            last_ts_ms: ts_ms,
+            changed: true,
+        }
+    }
+}
+
+/// Assigns a session to each event of the batch that has a visitor but no session, following
+/// the rule in [`Store::insert_batch`]'s doc, and updates `visitor_sessions` within the
+/// caller's transaction. Events are taken in `ts_ms` order (a stable sort of their indexes),
+/// so out-of-order arrival inside a batch does not split a session. Returns the assigned id
+/// per event index; `None` where the event keeps its own `session_id` (or has no visitor).
+fn assign_sessions(conn: &Connection, events: &[Event]) -> rusqlite::Result<Vec<Option<String>>> {
+    let mut assigned = vec![None; events.len()];
+    let mut order: Vec<usize> = (0..events.len())
+        .filter(|&i| events[i].session_id.is_none() && events[i].visitor_id.is_some())
+        .collect();
+    if order.is_empty() {
+        return Ok(assigned);
+    }
+    order.sort_by_key(|&i| events[i].ts_ms);
+
+    let mut visitors: HashMap<&str, VisitorSession> = HashMap::new();
+    let mut select = conn.prepare_cached(SELECT_VISITOR_SESSION)?;
+    for i in order {
+        let e = &events[i];
+        let Some(visitor) = e.visitor_id.as_deref() else {
+            continue; // filtered out above
+        };
+        let state = match visitors.entry(visitor) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let stored = select
+                    .query_row([visitor], |r| {
+                        Ok(VisitorSession {
+                            session_id: r.get(0)?,
+                            last_ts_ms: r.get(1)?,
+                            changed: false,
+                        })
+                    })
+                    .optional()?;
+                v.insert(stored.unwrap_or_else(|| VisitorSession::start(e.ts_ms)))
+            }
+        };
+        if e.ts_ms.saturating_sub(state.last_ts_ms) > SESSION_IDLE_MS {
+            *state = VisitorSession::start(e.ts_ms);
+        } else if e.ts_ms > state.last_ts_ms {
+            state.last_ts_ms = e.ts_ms;
+            state.changed = true;
+        }
+        assigned[i] = Some(state.session_id.clone());
+    }
+
+    let mut upsert = conn.prepare_cached(UPSERT_VISITOR_SESSION)?;
+    for (visitor, state) in visitors.iter().filter(|(_, s)| s.changed) {
+        upsert.execute(params![visitor, state.session_id, state.last_ts_ms])?;
+    }
+    Ok(assigned)
+}
+
 impl Store for SqliteStore {
     fn insert_batch(&self, events: &[Event]) -> Result<usize, StoreError> {
         if events.is_empty() {
@@ -305,8 +456,11 @@ impl Store for SqliteStore {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
+            let sessions = assign_sessions(&tx, events)?;
             let mut insert = tx.prepare_cached(INSERT_EVENT)?;
-            for e in events {
+            let mut upsert_company = tx.prepare_cached(UPSERT_COMPANY)?;
+            let mut upsert_contact = tx.prepare_cached(UPSERT_EVENT_CONTACT)?;
+            for (e, assigned) in events.iter().zip(&sessions) {
                 insert.execute(params![
                     e.kind.as_str(),
                     e.ts_ms,
@@ -314,7 +468,7 @@ impl Store for SqliteStore {
                     e.visitor_id,
                     e.contact_id,
                     e.smids,
-                    e.session_id,
+                    e.session_id.as_deref().or(assigned.as_deref()),
                     e.url,
                     e.path,
                     e.title,
@@ -334,12 +488,10 @@ impl Store for SqliteStore {
                     e.identify_source,
                 ])?;
                 if let Some(company) = &e.company {
-                    tx.prepare_cached(UPSERT_COMPANY)?
-                        .execute(params![company, e.ts_ms])?;
+                    upsert_company.execute(params![company, e.ts_ms])?;
                 }
                 if let Some(contact) = &e.contact_id {
-                    tx.prepare_cached(TOUCH_CONTACT)?
-                        .execute(params![contact, e.ts_ms])?;
+                    upsert_contact.execute(params![contact, e.ts_ms])?;
                     if let (EventKind::Identify, Some(visitor)) = (e.kind, &e.visitor_id) {
                         link(&tx, visitor, contact, e.ts_ms)?;
                     }
@@ -376,6 +528,8 @@ impl Store for SqliteStore {
     ) -> Result<u64, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.prepare_cached(ENSURE_CONTACT)?
+            .execute(params![contact_id.as_str(), now_ms])?;
         let attached = link(&tx, visitor_id, contact_id.as_str(), now_ms)?;
         tx.commit()?;
         Ok(attached)
@@ -520,6 +674,50 @@ mod tests {
             )
             .unwrap();
         assert_eq!(seen, 50);
+    }
+
+    fn session_of(store: &SqliteStore, ts_ms: i64) -> Option<String> {
+        store
+            .lock()
+            .query_row(
+                "SELECT session_id FROM events WHERE ts_ms = ?1",
+                [ts_ms],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn in_memory_store_assigns_sessions_and_accepts_contacts_without_email() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let mut e = pageview(Some("v"), 1);
+        e.contact_id = Some("vendor".into());
+        store
+            .insert_batch(&[e, pageview(Some("v"), 2), pageview(None, 3)])
+            .unwrap();
+        assert!(session_of(&store, 1).is_some());
+        assert_eq!(session_of(&store, 1), session_of(&store, 2));
+        assert_eq!(session_of(&store, 3), None);
+        let email: Option<String> = store
+            .lock()
+            .query_row("SELECT email FROM contacts WHERE id = 'vendor'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(email, None);
+    }
+
+    #[test]
+    fn session_assignment_survives_extreme_timestamps() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store
+            .insert_batch(&[pageview(Some("v"), i64::MAX), pageview(Some("v"), i64::MIN)])
+            .unwrap();
+        // In time order: MIN starts a session, MAX is far later and starts another.
+        assert_ne!(session_of(&store, i64::MIN), session_of(&store, i64::MAX));
+        // A later batch with an event far older than the latest joins the current session.
+        store.insert_batch(&[pageview(Some("v"), 0)]).unwrap();
+        assert_eq!(session_of(&store, 0), session_of(&store, i64::MAX));
     }
 
     #[test]
