@@ -16,11 +16,12 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use lol_html::send::{HtmlRewriter, Settings};
+use smproxy::collect::tracker::Tracker;
 use smproxy::config::{Duplicates, Position};
 use smproxy::inject::charset::{rewriting_encoding, Charset};
 use smproxy::inject::injector::rewrite_all;
 use smproxy::inject::InjectorOptions;
-use smproxy::snippet::{tracker_src, Snippet};
+use smproxy::snippet::Snippet;
 
 const CHUNKS: [usize; 2] = [1024, 16 * 1024];
 
@@ -52,7 +53,10 @@ fn corpus_pages() -> Vec<Vec<u8>> {
 }
 
 fn options() -> InjectorOptions {
-    let snippet = Snippet::new("benchclient", &tracker_src("/_sm/sm.js"));
+    let snippet = Snippet::new(
+        "benchclient",
+        &Tracker::new("/_sm/collect").src("/_sm/sm.js"),
+    );
     InjectorOptions {
         snippet: Arc::from(snippet.html()),
         position: Position::HeadEnd,

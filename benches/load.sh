@@ -349,7 +349,7 @@ log "origin nginx on 127.0.0.1:${PORT[origin]} (CPU $GEN_CPU)"
 
 # ---------------------------------------------------------------------------------------------
 # The exact snippet: whatever smproxy puts into the probe page (the same text as
-# smproxy::snippet::Snippet::new(client_id, &tracker_src("/_sm/sm.js")).html()).
+# smproxy::snippet::Snippet::new(client_id, &tracker.src("/_sm/sm.js")).html()).
 # ---------------------------------------------------------------------------------------------
 start_server smproxy-inject
 curl -sf "http://127.0.0.1:${PORT[smproxy-inject]}/probe.html" >"$tmp/probe.out"

@@ -137,13 +137,13 @@ pub fn run() -> anyhow::Result<()> {
     let origin = free_addr(8081)?;
     let settings = crate::config::parse_str(&demo_yaml(&listen, &admin, &origin))
         .map_err(|e| anyhow::anyhow!("demo configuration: {e}"))?;
-    let (mut server, _metrics) = crate::server::build(Arc::new(settings), Default::default())?;
-    server.add_service(origin_service(&origin));
+    let mut built = crate::server::build(Arc::new(settings), Default::default())?;
+    built.server.add_service(origin_service(&origin));
     println!("smproxy demo is running (Ctrl-C to stop)\n");
     println!("  site through the proxy:  http://{listen}/");
     println!("  the same origin, direct: http://{origin}/   (compare the page source)");
     println!("  metrics:                 http://{admin}/metrics");
     println!("  health:                  http://{admin}/healthz\n");
     println!("  try: curl -s http://{listen}/ | grep -c _smid");
-    server.run_forever()
+    built.run_forever()
 }

@@ -63,7 +63,7 @@ fn main() -> ExitCode {
         ..Default::default()
     };
     match smproxy::server::build(Arc::new(settings), opts) {
-        Ok((server, _)) => server.run_forever(),
+        Ok(built) => built.run_forever(),
         Err(e) => report(Err(e)),
     }
 }

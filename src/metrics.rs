@@ -17,6 +17,56 @@ pub struct SiteCounters {
     pub rewrite_failed: AtomicU64,
     pub skipped: [AtomicU64; Skip::ALL.len()],
     pub upstream_errors: AtomicU64,
+    pub collect: CollectCounters,
+}
+
+/// Beacon kinds as counted (the `type` field of the protocol).
+pub const BEACON_KINDS: [&str; 7] = [
+    "pageview",
+    "engagement",
+    "event",
+    "outbound",
+    "form",
+    "consent",
+    "link",
+];
+/// Statuses the collect endpoint refuses with.
+pub const REJECT_STATUSES: [u16; 7] = [400, 403, 405, 413, 415, 429, 503];
+/// How a visitor was identified.
+pub const IDENTIFY_SOURCES: [&str; 4] = ["form", "email_link", "personal_link", "linker"];
+
+/// What the first-party collection did for one site.
+#[derive(Default)]
+pub struct CollectCounters {
+    pub beacons: [AtomicU64; BEACON_KINDS.len()],
+    pub rejected: [AtomicU64; REJECT_STATUSES.len()],
+    /// Beacons and pages from robots (kept apart from visitors).
+    pub bots: AtomicU64,
+    /// Identity cookies that failed verification (forged, tampered, unknown key).
+    pub cookies_rejected: AtomicU64,
+    /// Events not stored because consent was missing or refused.
+    pub no_consent: AtomicU64,
+    pub identified: [AtomicU64; IDENTIFY_SOURCES.len()],
+}
+
+impl CollectCounters {
+    pub fn beacon(&self, kind: &str) {
+        if let Some(i) = BEACON_KINDS.iter().position(|k| *k == kind) {
+            self.beacons[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn reject(&self, status: u16) {
+        if let Some(i) = REJECT_STATUSES.iter().position(|s| *s == status) {
+            self.rejected[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn identify(&self, source: &str) {
+        if let Some(i) = IDENTIFY_SOURCES.iter().position(|s| *s == source) {
+            self.identified[i].fetch_add(1, Relaxed);
+        }
+    }
 }
 
 impl SiteCounters {
@@ -58,6 +108,8 @@ pub struct Metrics {
     pub sites: Vec<(String, SiteCounters)>,
     /// Requests whose Host matched no site (answered 421).
     pub unrouted: AtomicU64,
+    /// The event queue, once the writer runs: its counters are rendered too.
+    pub queue: std::sync::OnceLock<crate::store::EventQueue>,
 }
 
 impl Metrics {
@@ -68,6 +120,7 @@ impl Metrics {
                 .map(|n| (n, SiteCounters::default()))
                 .collect(),
             unrouted: AtomicU64::new(0),
+            queue: std::sync::OnceLock::new(),
         }
     }
 
@@ -156,6 +209,85 @@ impl Metrics {
                 .iter()
                 .map(|(n, c)| (format!("site=\"{n}\""), c.upstream_errors.load(Relaxed))),
         );
+        family(
+            "smproxy_beacons_total",
+            "Beacons accepted by the collect endpoint, by type.",
+            &mut self.sites.iter().flat_map(|(n, c)| {
+                BEACON_KINDS.iter().enumerate().map(move |(i, k)| {
+                    (
+                        format!("site=\"{n}\",type=\"{k}\""),
+                        c.collect.beacons[i].load(Relaxed),
+                    )
+                })
+            }),
+        );
+        family(
+            "smproxy_beacons_rejected_total",
+            "Beacons refused by the collect endpoint, by status.",
+            &mut self.sites.iter().flat_map(|(n, c)| {
+                REJECT_STATUSES.iter().enumerate().map(move |(i, s)| {
+                    (
+                        format!("site=\"{n}\",status=\"{s}\""),
+                        c.collect.rejected[i].load(Relaxed),
+                    )
+                })
+            }),
+        );
+        family(
+            "smproxy_bot_requests_total",
+            "Page views and beacons from robots (not counted as visitors).",
+            &mut self
+                .sites
+                .iter()
+                .map(|(n, c)| (format!("site=\"{n}\""), c.collect.bots.load(Relaxed))),
+        );
+        family(
+            "smproxy_cookies_rejected_total",
+            "Identity cookies that failed verification (ignored and replaced).",
+            &mut self.sites.iter().map(|(n, c)| {
+                (
+                    format!("site=\"{n}\""),
+                    c.collect.cookies_rejected.load(Relaxed),
+                )
+            }),
+        );
+        family(
+            "smproxy_events_without_consent_total",
+            "Events not stored because consent was missing or refused.",
+            &mut self
+                .sites
+                .iter()
+                .map(|(n, c)| (format!("site=\"{n}\""), c.collect.no_consent.load(Relaxed))),
+        );
+        family(
+            "smproxy_identifications_total",
+            "Visitors identified as contacts, by source.",
+            &mut self.sites.iter().flat_map(|(n, c)| {
+                IDENTIFY_SOURCES.iter().enumerate().map(move |(i, s)| {
+                    (
+                        format!("site=\"{n}\",source=\"{s}\""),
+                        c.collect.identified[i].load(Relaxed),
+                    )
+                })
+            }),
+        );
+        if let Some(q) = self.queue.get() {
+            let st = q.stats();
+            let _ = write!(
+                out,
+                "# HELP smproxy_events_enqueued_total Events handed to the store's writer.\n\
+# TYPE smproxy_events_enqueued_total counter\nsmproxy_events_enqueued_total {}\n\
+# HELP smproxy_events_dropped_total Events dropped because the writer's queue was full.\n\
+# TYPE smproxy_events_dropped_total counter\nsmproxy_events_dropped_total {}\n\
+# HELP smproxy_events_written_total Events stored.\n\
+# TYPE smproxy_events_written_total counter\nsmproxy_events_written_total {}\n\
+# HELP smproxy_store_errors_total Failed store writes (the batch is retried).\n\
+# TYPE smproxy_store_errors_total counter\nsmproxy_store_errors_total {}\n\
+# HELP smproxy_event_queue_depth Events waiting for the store.\n\
+# TYPE smproxy_event_queue_depth gauge\nsmproxy_event_queue_depth {}\n",
+                st.enqueued, st.dropped, st.written, st.write_errors, st.queue_depth
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP smproxy_unrouted_requests_total Requests whose Host matched no site (421).\n\

@@ -1,16 +1,57 @@
-//! Assembles the process: one Pingora `Server` with the public proxy and the admin listener.
-//! Used by `smproxy -c`, by `smproxy demo` and by the integration tests.
+//! Assembles the process: the store and its event writer, one Pingora `Server` with the public
+//! proxy and the admin listener. Used by `smproxy -c`, by `smproxy demo` and by the tests.
 
 use std::sync::Arc;
 
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::config::Settings;
+use crate::collect::collector::Collector;
+use crate::config::{Secret, Settings};
+use crate::identity::Keys;
 use crate::metrics::Metrics;
 use crate::proxy::Smproxy;
+use crate::store::{EventWriter, SqliteStore, Store, WriterConfig};
+
+/// A built process, ready to run.
+pub struct Built {
+    pub server: Server,
+    pub metrics: Arc<Metrics>,
+    /// Drains events into `store`; flushed after the server stops.
+    pub writer: EventWriter,
+    pub store: Arc<dyn Store>,
+}
+
+impl Built {
+    /// Runs until a shutdown signal, then writes every accepted event before exiting.
+    pub fn run_forever(self) -> ! {
+        self.server.run(RunArgs::default());
+        let stats = self.writer.shutdown();
+        tracing::info!(
+            written = stats.written,
+            dropped = stats.dropped,
+            abandoned = stats.abandoned,
+            "event writer flushed"
+        );
+        std::process::exit(0)
+    }
+}
+
+/// The signing keys: the configured ones, or a random key for this process only.
+fn keys(settings: &Settings) -> anyhow::Result<Keys> {
+    if settings.cookies.secrets.is_empty() {
+        tracing::warn!(
+            "no cookies.secret configured: signed cookies use a random key and will not survive a restart"
+        );
+        let random: String = (0..2)
+            .map(|_| uuid::Uuid::new_v4().simple().to_string())
+            .collect();
+        return Ok(Keys::new(&[Secret::new(random)])?);
+    }
+    Ok(Keys::new(&settings.cookies.secrets)?)
+}
 
 /// Pingora process options that smproxy's own CLI passes through.
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,11 +75,21 @@ fn instance_tag(settings: &Settings) -> String {
         .collect()
 }
 
-/// Builds the server with its services; `run` or `run_forever` starts it.
-pub fn build(
-    settings: Arc<Settings>,
-    opts: ProcessOptions,
-) -> anyhow::Result<(Server, Arc<Metrics>)> {
+/// Opens the store, starts the writer and builds the server with its services.
+pub fn build(settings: Arc<Settings>, opts: ProcessOptions) -> anyhow::Result<Built> {
+    let keys = keys(&settings)?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&settings.sqlite_path)
+            .map_err(|e| anyhow::anyhow!("store.sqlite {}: {e}", settings.sqlite_path))?,
+    );
+    let writer = EventWriter::start(
+        store.clone(),
+        WriterConfig {
+            capacity: settings.collect.queue_capacity,
+            ..WriterConfig::default()
+        },
+    )?;
+
     let conf = ServerConf {
         threads: settings.threads,
         grace_period_seconds: Some(if opts.no_grace {
@@ -67,10 +118,18 @@ pub fn build(
     server.bootstrap();
 
     let metrics = Arc::new(Metrics::new(settings.sites.iter().map(|s| s.name.clone())));
+    let _ = metrics.queue.set(writer.queue());
+    let collector = Arc::new(Collector::new(
+        settings.clone(),
+        keys,
+        writer.queue(),
+        store.clone(),
+        metrics.clone(),
+    ));
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Smproxy::new(settings.clone(), metrics.clone()),
+        Smproxy::new(settings.clone(), metrics.clone(), collector),
         "smproxy public",
     );
     for addr in &settings.listen {
@@ -85,5 +144,10 @@ pub fn build(
     admin.add_tcp(&settings.admin.listen);
     server.add_service(admin);
 
-    Ok((server, metrics))
+    Ok(Built {
+        server,
+        metrics,
+        writer,
+        store,
+    })
 }

@@ -40,12 +40,6 @@ s=document.getElementsByTagName('script')[0];s.parentNode.insertBefore(sm,s);\
     }
 }
 
-/// The tracker URL the snippet loads: the first-party path, versioned by the build so a new
-/// tracker is fetched after an upgrade while the old one can be cached for long.
-pub fn tracker_src(tracker_path: &str) -> String {
-    format!("{tracker_path}?v={}", env!("CARGO_PKG_VERSION"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

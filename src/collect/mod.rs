@@ -32,7 +32,8 @@
 //!
 //! The answer is `204 No Content` (with any `Set-Cookie`), or `200` with
 //! `{"links":{"<host>":"<_smx token>",...}}` when `hosts` named sibling sites and the visitor
-//! has an identity to carry. Errors: `400` (malformed), `403` (foreign `Origin`/`Referer` or a
+//! has an identity to carry; a `consent` beacon that grants consent the visitor did not have
+//! gets `200` with `{"resend":true}` (the page view sent before it was dropped). Errors: `400` (malformed), `403` (foreign `Origin`/`Referer` or a
 //! page URL of another site), `413` (body too large), `415` (content type), `429` (rate limit),
 //! `503` (the contact store did not answer in time, form identification only).
 //!
@@ -42,6 +43,8 @@
 pub mod beacon;
 pub mod bots;
 pub mod client_ip;
+pub mod collector;
 pub mod company;
 pub mod rate_limit;
 pub mod tracker;
+pub mod visitor;

@@ -171,9 +171,9 @@
     if (cmd === 'event' && typeof a === 'string' && (a = str(a, 100))) {
       post({ type: 'event', url: href(), name: a, props: props(p) });
     } else if (cmd === 'consent' && typeof a === 'boolean') {
-      // The page view before consent was dropped.
-      post({ type: 'consent', url: href(), consent: a }, true).then(() => {
-        if (a && !resent) resent = true, sendView();
+      // The server says when the page view before consent was dropped and needs sending again.
+      post({ type: 'consent', url: href(), consent: a }, true).then(r => {
+        if (r && r.resend && !resent) resent = true, sendView();
       });
     } else if (cmd === 'pageview') {
       view(loc.href !== pvHref ? pvHref : pvRef);
@@ -183,7 +183,6 @@
   const name = w.SalesmanagoObject || 'sm', old = w[name];
   const queue = Array.from((typeof old === 'function' && old.q) || []);
   w[name] = function () { run(...arguments); };
-  // A queued consent brings the page view along.
-  if (!queue.some(q => q[0] === 'consent' && q[1] === true)) sendView();
+  sendView();
   for (const q of queue) run(...q);
 })();

@@ -44,7 +44,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub tracker: PathFile,
     #[serde(default)]
-    pub collect: PathFile,
+    pub collect: CollectFile,
     #[serde(default)]
     pub admin: AdminFile,
     #[serde(default)]
@@ -53,6 +53,17 @@ pub struct FileConfig {
     pub store: StoreFile,
     #[serde(default)]
     pub timeouts: TimeoutsFile,
+    #[serde(default)]
+    pub consent: ConsentFile,
+    #[serde(default)]
+    pub identify: IdentifyFile,
+    /// Reverse proxies in front of smproxy whose `X-Forwarded-For`/`-Proto` are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub privacy: PrivacyFile,
+    #[serde(default)]
+    pub companies: CompaniesFile,
     /// Seconds that in-flight requests get to finish on shutdown.
     pub grace_period_seconds: Option<u64>,
 }
@@ -102,6 +113,69 @@ pub struct AdminFile {
 pub struct CookiesFile {
     pub secret: Option<String>,
     pub secret_env: Option<String>,
+    /// Key rotation: the first signs, all verify.
+    pub secrets: Option<Vec<String>>,
+    pub secrets_env: Option<Vec<String>>,
+    pub js_readable: Option<bool>,
+    pub max_age_days: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CollectFile {
+    pub path: Option<String>,
+    pub max_body_kib: Option<usize>,
+    /// Beacons per minute per client address; 0 = unlimited.
+    pub rate_per_minute: Option<u32>,
+    pub rate_burst: Option<u32>,
+    /// Events waiting for the store; beyond it new events are dropped (and counted).
+    pub queue_capacity: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentFile {
+    pub mode: Option<String>,
+    /// A consent manager's cookie whose presence (or `cookie_value`) grants consent.
+    pub cookie: Option<String>,
+    pub cookie_value: Option<String>,
+    pub respect_dnt: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IdentifyFile {
+    /// Redirect to the URL without `smclient`/`smlink` after reading them.
+    pub strip_params: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyFile {
+    #[serde(default)]
+    pub ip_truncate: IpTruncateFile,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IpTruncateFile {
+    pub ipv4: Option<u8>,
+    pub ipv6: Option<u8>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CompaniesFile {
+    #[serde(default)]
+    pub networks: Vec<CompanyNetFile>,
+    pub csv: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompanyNetFile {
+    pub cidr: String,
+    pub name: String,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::collection::{CollectSettings, CollectionFile, ConsentSettings, CookieSettings};
 use super::file::{FileConfig, SiteFile};
 use super::secret::Secret;
 
@@ -163,7 +164,9 @@ pub struct Settings {
     pub tracker_path: String,
     pub collect_path: String,
     pub admin: AdminSettings,
-    pub cookie_secret: Option<Secret>,
+    pub cookies: CookieSettings,
+    pub consent: ConsentSettings,
+    pub collect: CollectSettings,
     pub sqlite_path: String,
     pub timeouts: Timeouts,
     pub grace_period: Duration,
@@ -234,15 +237,15 @@ fn redact_serde_message(path: &str, msg: &str) -> String {
     msg.to_string()
 }
 
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     errors: Vec<ConfigError>,
-    env: &'a dyn Fn(&str) -> Option<String>,
+    pub(super) env: &'a dyn Fn(&str) -> Option<String>,
 }
 
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 
 impl Checker<'_> {
-    fn err(&mut self, path: impl Into<String>, reason: impl Into<String>) {
+    pub(super) fn err(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.errors.push(ConfigError {
             path: path.into(),
             reason: reason.into(),
@@ -342,7 +345,8 @@ impl Checker<'_> {
         }
 
         let tracker_path = self.first_party_path("tracker.path", f.tracker.path, "/_sm/sm.js");
-        let collect_path = self.first_party_path("collect.path", f.collect.path, "/_sm/collect");
+        let collect_path =
+            self.first_party_path("collect.path", f.collect.path.clone(), "/_sm/collect");
         if tracker_path == collect_path {
             self.err("collect.path", "must differ from tracker.path");
         }
@@ -376,13 +380,15 @@ impl Checker<'_> {
             self.err("admin.listen", "must differ from the public listen address");
         }
 
-        let cookie_secret =
-            self.secret("cookies", "secret", f.cookies.secret, f.cookies.secret_env);
-        if let Some(s) = &cookie_secret {
-            if s.expose().len() < 32 {
-                self.err("cookies.secret", "must be at least 32 characters");
-            }
-        }
+        let collection = self.collection(CollectionFile {
+            cookies: f.cookies,
+            consent: f.consent,
+            collect: f.collect,
+            identify: f.identify,
+            trusted_proxies: f.trusted_proxies,
+            privacy: f.privacy,
+            companies: f.companies,
+        });
 
         let sqlite_path = f.store.sqlite.unwrap_or_else(|| "smproxy.db".to_string());
         if sqlite_path.is_empty() {
@@ -418,7 +424,9 @@ impl Checker<'_> {
                 listen: admin_listen,
                 token,
             },
-            cookie_secret,
+            cookies: collection.cookies,
+            consent: collection.consent,
+            collect: collection.collect,
             sqlite_path,
             timeouts,
             grace_period,
@@ -540,7 +548,7 @@ impl Checker<'_> {
         p
     }
 
-    fn secret(
+    pub(super) fn secret(
         &mut self,
         section: &str,
         key: &str,

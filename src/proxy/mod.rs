@@ -2,16 +2,17 @@
 //!
 //! | phase | job |
 //! |---|---|
-//! | `request_filter` | route by Host (421 when no site), decide whether the page may be injected |
+//! | `request_filter` | route by Host (421 when no site); the tracker and collect paths and the identity of page navigations (`collect.rs`); decide whether the page may be injected |
 //! | `upstream_peer` | the site's origin |
 //! | `upstream_request_filter` | `X-Forwarded-*`; ask for `identity` when the answer may be injected |
 //! | `upstream_response_filter` | decide on the response; fix its headers; set up the body pipeline |
-//! | `response_filter` | HTTP/1.0 clients: close-delimited body instead of chunked |
+//! | `response_filter` | identity cookies; HTTP/1.0 clients: close-delimited body instead of chunked |
 //! | `response_body_filter` | stream the body through decode → inject → encode |
 //! | `fail_to_proxy` | 502/504 pages |
 //! | `logging` | counters, and one log line per failed rewrite |
 
 mod body;
+mod collect;
 mod errors;
 pub mod headers;
 
@@ -27,6 +28,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::ErrorType;
 
 use crate::codec::{self, Coding, Decoder, Encoder};
+use crate::collect::collector::Collector;
 use crate::config::{Settings, Site};
 use crate::inject::{self, charset, csp, decide, Injector, InjectorOptions, Skip};
 use crate::metrics::Metrics;
@@ -43,6 +45,7 @@ pub struct Smproxy {
     snippet_html: Arc<str>,
     tracker_path: Arc<str>,
     metrics: Arc<Metrics>,
+    collector: Arc<Collector>,
 }
 
 /// Per-request state. `Send + Sync` as Pingora requires: the rewriter (only `Send`) sits
@@ -55,11 +58,13 @@ pub struct RequestCtx {
     accept_encoding: Option<String>,
     body: Option<Mutex<BodyRewrite>>,
     body_failed: bool,
+    /// Identity cookies for the answer to a page navigation.
+    set_cookies: Vec<String>,
 }
 
 impl Smproxy {
-    pub fn new(settings: Arc<Settings>, metrics: Arc<Metrics>) -> Self {
-        let tracker_src = crate::snippet::tracker_src(&settings.tracker_path);
+    pub fn new(settings: Arc<Settings>, metrics: Arc<Metrics>, collector: Arc<Collector>) -> Self {
+        let tracker_src = collector.tracker().src(&settings.tracker_path);
         let snippet = Snippet::new(&settings.client_id, &tracker_src);
         let peers = settings
             .sites
@@ -74,6 +79,7 @@ impl Smproxy {
             tracker_path: Arc::from(settings.tracker_path.as_str()),
             settings,
             metrics,
+            collector,
         }
     }
 
@@ -163,6 +169,10 @@ impl ProxyHttp for Smproxy {
             return Ok(true);
         };
         ctx.site = Some(site.clone());
+        let site = site.clone();
+        if let collect::Handled::Done = self.collect_phase(session, ctx, &site).await? {
+            return Ok(true);
+        }
         let upgrade = session.is_upgrade_req();
         let req = session.req_header();
         ctx.check = Some(decide::check_request(
@@ -201,7 +211,10 @@ impl ProxyHttp for Smproxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_string());
-        let https = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let https = match &ctx.site {
+            Some(site) => self.client(session, site).https,
+            None => session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+        };
         let host = request_host(session.req_header()).map(str::to_owned);
         headers::forwarded(upstream, client_ip, https, host.as_deref())?;
         if matches!(ctx.check, Some(Ok(()))) && wants_document(session.req_header()) {
@@ -296,8 +309,9 @@ impl ProxyHttp for Smproxy {
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
+        collect::add_cookies(resp, &ctx.set_cookies)?;
         let version = session.req_header().version;
         if version == http::Version::HTTP_10 || version == http::Version::HTTP_09 {
             headers::for_http10_client(resp);

@@ -9,6 +9,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod browser;
+
 use async_trait::async_trait;
 use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 
@@ -156,8 +158,37 @@ pub struct Proxy {
     pub addr: String,
     pub admin: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server_thread: Option<thread::JoinHandle<()>>,
+    writer: Option<smproxy::store::EventWriter>,
     pub metrics: Arc<smproxy::metrics::Metrics>,
+    /// The SQLite file the proxy stores events in (a fresh temporary directory per proxy).
+    pub db_path: PathBuf,
+    _dir: TempDir,
 }
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "smproxy-{tag}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The cookie secret of test proxies (two proxies with it accept each other's cookies).
+pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
 impl Proxy {
     /// Starts smproxy with one site (`hosts: ["*"]`) in front of `origin`, plus `extra` YAML
@@ -171,7 +202,16 @@ impl Proxy {
     pub fn start_with_sites(sites_yaml: &str, extra: &str) -> Proxy {
         let addr = free_addr();
         let admin = free_addr();
-        let yaml = format!("listen: \"{addr}\"\nclient_id: \"testclient\"\n{sites_yaml}{extra}\n");
+        let dir = TempDir::new("proxy");
+        let db_path = dir.0.join("events.db");
+        let mut yaml =
+            format!("listen: \"{addr}\"\nclient_id: \"testclient\"\n{sites_yaml}{extra}\n");
+        if !extra.contains("store:") {
+            yaml.push_str(&format!("store:\n  sqlite: \"{}\"\n", db_path.display()));
+        }
+        if !extra.contains("cookies:") {
+            yaml.push_str(&format!("cookies:\n  secret: \"{TEST_SECRET}\"\n"));
+        }
         let yaml = if extra.contains("admin:") {
             yaml.replace("admin:\n", &format!("admin:\n  listen: \"{admin}\"\n"))
         } else {
@@ -183,12 +223,12 @@ impl Proxy {
             no_grace: true,
             ..Default::default()
         };
-        let (server, metrics) =
-            smproxy::server::build(Arc::new(settings), opts).expect("build server");
+        let built = smproxy::server::build(Arc::new(settings), opts).expect("build server");
+        let (server, metrics, writer) = (built.server, built.metrics, built.writer);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut phase = server.watch_execution_phase();
-        thread::spawn(move || {
+        let server_thread = thread::spawn(move || {
             server.run(RunArgs {
                 shutdown_signal: Box::new(ChannelSignal(Mutex::new(Some(rx)))),
             });
@@ -214,7 +254,11 @@ impl Proxy {
             addr,
             admin,
             stop: Some(tx),
+            server_thread: Some(server_thread),
+            writer: Some(writer),
             metrics,
+            db_path,
+            _dir: dir,
         };
         p.wait_accepting();
         p
@@ -241,10 +285,57 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// Graceful shutdown as in production: the server stops, then the writer stores every
+    /// accepted event. Returns the writer's final counters.
+    pub fn shutdown(&mut self) -> smproxy::store::WriterStats {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.server_thread.take() {
+            let _ = t.join();
+        }
+        self.writer.take().map(|w| w.shutdown()).unwrap_or_default()
+    }
+
+    /// Waits until the writer has stored everything enqueued so far.
+    pub fn flush(&self) {
+        let Some(q) = self.writer.as_ref().map(|w| w.queue()) else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = q.stats();
+            if s.queue_depth == 0 && s.written + s.abandoned >= s.enqueued {
+                return;
+            }
+            assert!(Instant::now() < deadline, "writer did not catch up: {s:?}");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Runs a read-only query on the proxy's SQLite file (after [`Proxy::flush`]).
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            &self.db_path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the proxy's store")
+    }
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
+        }
+        if let Some(w) = self.writer.take() {
+            // Joining the server first would wait for its runtimes; the writer only needs to
+            // stop taking events, which it does on its own.
+            if let Some(t) = self.server_thread.take() {
+                let _ = t.join();
+            }
+            w.shutdown();
         }
     }
 }
@@ -283,6 +374,50 @@ impl Resp {
 /// Sends one request with `Connection: close` and reads the whole response.
 pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
     request_version(addr, method, path, headers, "HTTP/1.1")
+}
+
+/// A request with a body (`Content-Length` set). The body is written from another thread and
+/// write errors are ignored, so a proxy that answers early (413) and closes is observed as it
+/// behaves, not as a client-side broken pipe.
+pub fn request_body(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let mut s = TcpStream::connect(addr).expect("connect to proxy");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str("Host: test.example\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let body = body.to_vec();
+    let writer = thread::spawn(move || {
+        let _ = w.write_all(&body);
+    });
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(_) if !raw.is_empty() => break,
+            Err(e) => panic!("read response: {e}"),
+        }
+    }
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    let _ = writer.join();
+    parse_response(&raw, method == "HEAD")
 }
 
 pub fn request_version(
@@ -372,7 +507,8 @@ pub fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 /// The snippet smproxy injects for the test configuration (client ID `testclient`).
 pub fn snippet() -> String {
-    smproxy::snippet::Snippet::new("testclient", &smproxy::snippet::tracker_src("/_sm/sm.js"))
+    let tracker = smproxy::collect::tracker::Tracker::new("/_sm/collect");
+    smproxy::snippet::Snippet::new("testclient", &tracker.src("/_sm/sm.js"))
         .html()
         .to_string()
 }

@@ -1,0 +1,623 @@
+//! The collection service the proxy calls: answers beacons, and reads identification
+//! parameters and cookies on page requests. Turns each into `Set-Cookie` values and stored
+//! events; never waits on the store except for the one thing that needs an answer from it
+//! (the contact of a form's e-mail address), and then only for a bounded time.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use super::beacon::{self, Beacon, BeaconKind, Rejection};
+use super::bots::BotDetector;
+use super::client_ip::truncate;
+use super::rate_limit::RateLimiter;
+use super::tracker::Tracker;
+use super::visitor::{Identities, Signals, Visitor};
+use crate::config::{Settings, Site};
+use crate::identity::{self, unix_now, Keys, SMLINK_PARAM, SMX_PARAM};
+use crate::metrics::Metrics;
+use crate::route::Router;
+use crate::store::{Event, EventKind, EventQueue, Store};
+
+/// The query parameter of mailing links: the contact's UUID.
+pub const SMCLIENT_PARAM: &str = "smclient";
+
+/// How long a form beacon waits for the store to find or create the contact.
+const CONTACT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Link tokens for sibling sites live this long (the protocol's maximum).
+const LINK_TTL_SECS: u64 = identity::SITE_LINK_MAX_TTL_SECS;
+
+/// What the proxy knows about the client of one request.
+pub struct Client<'a> {
+    pub site: &'a Arc<Site>,
+    /// The `Host` the client asked for (port included).
+    pub host: &'a str,
+    pub https: bool,
+    /// The client's address (behind trusted proxies: the forwarded one).
+    pub ip: IpAddr,
+    pub user_agent: Option<&'a str>,
+    /// `Cookie` header values.
+    pub cookies: Vec<&'a [u8]>,
+    pub gpc: bool,
+    pub dnt: bool,
+}
+
+/// A beacon request, besides its client.
+pub struct BeaconRequest<'a> {
+    pub method: &'a http::Method,
+    pub query: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub origin: Option<&'a str>,
+    pub referer: Option<&'a str>,
+    pub body: &'a [u8],
+    /// The body was over `collect.max_body_kib` (and was not read).
+    pub body_too_large: bool,
+}
+
+/// The answer to a beacon.
+#[derive(Debug)]
+pub struct BeaconAnswer {
+    pub status: u16,
+    pub content_type: Option<&'static str>,
+    pub body: Vec<u8>,
+    pub set_cookies: Vec<String>,
+}
+
+impl BeaconAnswer {
+    fn no_content(set_cookies: Vec<String>) -> Self {
+        BeaconAnswer {
+            status: 204,
+            content_type: None,
+            body: Vec::new(),
+            set_cookies,
+        }
+    }
+
+    fn refused(r: Rejection) -> Self {
+        BeaconAnswer {
+            status: r.status,
+            content_type: Some("text/plain; charset=utf-8"),
+            body: format!("{}\n", r.reason).into_bytes(),
+            set_cookies: Vec::new(),
+        }
+    }
+}
+
+/// What a page request needs: cookies on its response, or a redirect that removes the
+/// identification parameters from the address bar.
+#[derive(Debug, Default)]
+pub struct PageAnswer {
+    pub set_cookies: Vec<String>,
+    /// `Location` of a `302` to send instead of proxying.
+    pub redirect: Option<String>,
+}
+
+pub struct Collector {
+    identities: Identities,
+    tracker: Tracker,
+    bots: BotDetector,
+    rate: RateLimiter,
+    router: Router,
+    queue: EventQueue,
+    store: Arc<dyn Store>,
+    settings: Arc<Settings>,
+    metrics: Arc<Metrics>,
+}
+
+impl Collector {
+    pub fn new(
+        settings: Arc<Settings>,
+        keys: Keys,
+        queue: EventQueue,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let c = &settings.collect;
+        Collector {
+            identities: Identities::new(keys, settings.cookies.clone(), settings.consent.clone()),
+            tracker: Tracker::new(&settings.collect_path),
+            bots: BotDetector::new(),
+            rate: RateLimiter::new(c.rate_per_minute, c.rate_burst),
+            router: Router::new(&settings.sites),
+            queue,
+            store,
+            settings,
+            metrics,
+        }
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    pub fn identities(&self) -> &Identities {
+        &self.identities
+    }
+
+    fn same_site(&self, site: &Site, authority: &str) -> bool {
+        self.router
+            .route(authority)
+            .is_some_and(|s| s.index == site.index)
+    }
+
+    fn signals(&self, c: &Client) -> Signals {
+        Signals {
+            gpc: c.gpc,
+            dnt: c.dnt,
+            bot: self.bots.is_bot(c.user_agent),
+        }
+    }
+
+    /// Answers `GET`/`POST {collect.path}`.
+    pub async fn beacon(&self, c: &Client<'_>, r: &BeaconRequest<'_>) -> BeaconAnswer {
+        let counters = &self.metrics.site(c.site.index).collect;
+        let answer = self.beacon_inner(c, r).await;
+        if answer.status >= 400 {
+            counters.reject(answer.status);
+        }
+        answer
+    }
+
+    async fn beacon_inner(&self, c: &Client<'_>, r: &BeaconRequest<'_>) -> BeaconAnswer {
+        let pixel = *r.method == http::Method::GET || *r.method == http::Method::HEAD;
+        if !pixel && *r.method != http::Method::POST {
+            return BeaconAnswer::refused(Rejection {
+                status: 405,
+                reason: "use POST (or GET for the pixel)",
+            });
+        }
+        if !self.rate.allow(c.ip, Instant::now()) {
+            return BeaconAnswer::refused(Rejection {
+                status: 429,
+                reason: "too many beacons",
+            });
+        }
+        let parsed = if pixel {
+            // An <img> sends no Origin; its Referer is the page, checked below as its URL.
+            beacon::parse_query(r.query.unwrap_or(""), r.referer)
+        } else if r.body_too_large || r.body.len() > self.settings.collect.max_body_bytes {
+            Err(Rejection {
+                status: 413,
+                reason: "body too large",
+            })
+        } else {
+            beacon::check_origin(r.origin, r.referer, |h| self.same_site(c.site, h))
+                .and_then(|()| beacon::parse_body(r.content_type, r.body))
+        };
+        let b = match parsed {
+            Ok(b) => b,
+            Err(rej) => return BeaconAnswer::refused(rej),
+        };
+        if !self.same_site(c.site, &b.page_authority()) {
+            return BeaconAnswer::refused(Rejection {
+                status: 403,
+                reason: "url: not a page of this site",
+            });
+        }
+        let mut answer = self.accept(c, &b).await;
+        if pixel && answer.status < 300 {
+            answer.status = 200;
+            answer.content_type = Some("image/gif");
+            answer.body = beacon::PIXEL_GIF.to_vec();
+        }
+        answer
+    }
+
+    async fn accept(&self, c: &Client<'_>, b: &Beacon) -> BeaconAnswer {
+        let counters = &self.metrics.site(c.site.index).collect;
+        counters.beacon(kind_name(b.kind));
+        let signals = self.signals(c);
+        if signals.bot {
+            counters
+                .bots
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut v = self.identities.read(c.cookies.iter().copied());
+        counters
+            .cookies_rejected
+            .fetch_add(u64::from(v.rejected), std::sync::atomic::Ordering::Relaxed);
+        let now = unix_now();
+        let mut cookies = Vec::new();
+
+        if b.kind == BeaconKind::Consent {
+            let granted = b.consent == Some(true);
+            let was_storing = self.identities.may_store(&v, signals);
+            cookies.extend(
+                self.identities
+                    .answer_consent(&mut v, granted, c.host, c.https),
+            );
+            if granted && self.identities.allowed(&v, signals) {
+                cookies.extend(self.identities.ensure(&mut v, c.host, c.https, false, now));
+            }
+            // The page view sent before this answer was dropped: the tracker sends it again
+            // (only then, so a returning visitor's consent call does not count a view twice).
+            if !was_storing && self.identities.may_store(&v, signals) {
+                return BeaconAnswer {
+                    status: 200,
+                    content_type: Some("application/json"),
+                    body: br#"{"resend":true}"#.to_vec(),
+                    set_cookies: cookies,
+                };
+            }
+            return BeaconAnswer::no_content(cookies);
+        }
+        if !self.identities.may_store(&v, signals) {
+            counters
+                .no_consent
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return BeaconAnswer::no_content(
+                self.identities.forget_if_present(&v, c.host, c.https),
+            );
+        }
+        let allowed = self.identities.allowed(&v, signals);
+        if allowed {
+            let roll = b.kind == BeaconKind::Pageview;
+            cookies.extend(self.identities.ensure(&mut v, c.host, c.https, roll, now));
+        } else {
+            cookies.extend(self.identities.forget_if_present(&v, c.host, c.https));
+            v = Visitor::default();
+        }
+
+        let mut unavailable = false;
+        if b.kind == BeaconKind::Form && allowed {
+            if let Some(email) = &b.email {
+                match self.contact_for(email).await {
+                    Ok(Some(contact)) => {
+                        cookies.extend(
+                            self.identities
+                                .identify(&mut v, contact, c.host, c.https, now),
+                        );
+                        self.enqueue(self.identify_event(c, &v, signals, b.url.as_str(), "form"));
+                        counters.identify("form");
+                    }
+                    Ok(None) => {} // not an address: the form still counts below
+                    Err(()) => unavailable = true,
+                }
+            }
+        }
+        if let Some(e) = self.event_from(c, &v, signals, b) {
+            self.enqueue(e);
+        }
+        if unavailable {
+            let mut a = BeaconAnswer::refused(Rejection {
+                status: 503,
+                reason: "contact store unavailable",
+            });
+            a.set_cookies = cookies;
+            return a;
+        }
+        let links = if allowed && matches!(b.kind, BeaconKind::Pageview | BeaconKind::Link) {
+            self.link_tokens(c, &v, &b.hosts, now)
+        } else {
+            Vec::new()
+        };
+        if links.is_empty() {
+            return BeaconAnswer::no_content(cookies);
+        }
+        let map: serde_json::Map<String, serde_json::Value> = links
+            .into_iter()
+            .map(|(h, t)| (h, serde_json::Value::String(t)))
+            .collect();
+        BeaconAnswer {
+            status: 200,
+            content_type: Some("application/json"),
+            body: serde_json::to_vec(&serde_json::json!({ "links": map })).unwrap_or_default(),
+            set_cookies: cookies,
+        }
+    }
+
+    /// The contact for a form's address: `Ok(None)` for junk, `Err` when the store failed or
+    /// took too long (it runs on a blocking thread, so no proxy thread waits on I/O).
+    async fn contact_for(&self, email: &str) -> Result<Option<Uuid>, ()> {
+        let Some(email) = crate::store::normalize_email(email) else {
+            return Ok(None);
+        };
+        let store = self.store.clone();
+        let now_ms = now_ms();
+        let job =
+            tokio::task::spawn_blocking(move || store.upsert_contact_by_email(&email, now_ms));
+        match tokio::time::timeout(CONTACT_TIMEOUT, job).await {
+            Ok(Ok(Ok(id))) => Uuid::try_parse(id.as_str()).map(Some).map_err(|_| ()),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "cannot record the contact of a form");
+                Err(())
+            }
+            _ => {
+                tracing::warn!("the contact store did not answer in time");
+                Err(())
+            }
+        }
+    }
+
+    /// `_smx` tokens for the hosts on the page that belong to another configured site.
+    fn link_tokens(
+        &self,
+        c: &Client,
+        v: &Visitor,
+        hosts: &[String],
+        now: u64,
+    ) -> Vec<(String, String)> {
+        let Some((ids, contact)) = v.ids else {
+            return Vec::new();
+        };
+        let contact = v.contact.or(contact);
+        hosts
+            .iter()
+            .filter(|h| {
+                self.router
+                    .route(h)
+                    .is_some_and(|s| s.index != c.site.index)
+            })
+            .map(|h| {
+                let t = identity::issue_site_link(
+                    self.identities.keys(),
+                    ids,
+                    contact,
+                    h,
+                    now,
+                    LINK_TTL_SECS,
+                );
+                (h.clone(), t)
+            })
+            .collect()
+    }
+
+    /// Reads the identification parameters and cookies of a page navigation.
+    pub fn page(&self, c: &Client<'_>, path: &str, query: Option<&str>) -> PageAnswer {
+        let counters = &self.metrics.site(c.site.index).collect;
+        let signals = self.signals(c);
+        if signals.bot {
+            counters
+                .bots
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return PageAnswer::default();
+        }
+        let mut v = self.identities.read(c.cookies.iter().copied());
+        counters
+            .cookies_rejected
+            .fetch_add(u64::from(v.rejected), std::sync::atomic::Ordering::Relaxed);
+        let params = IdParams::read(query);
+        let allowed = self.identities.allowed(&v, signals);
+        let now = unix_now();
+        let mut out = PageAnswer::default();
+        if !allowed {
+            out.set_cookies = self.identities.forget_if_present(&v, c.host, c.https);
+        } else {
+            out.set_cookies = self.identities.ensure(&mut v, c.host, c.https, false, now);
+            let keys = self.identities.keys();
+            let mut source = None;
+            if let Some(token) = &params.smx {
+                match identity::verify_site_link(keys, token, c.host, now) {
+                    Ok(claims) => {
+                        out.set_cookies.extend(self.identities.adopt(
+                            &mut v,
+                            claims.ids_id,
+                            claims.contact_id,
+                            c.host,
+                            c.https,
+                            now,
+                        ));
+                        source = claims.contact_id.map(|_| "linker");
+                    }
+                    Err(e) => tracing::debug!(error = e.as_str(), "ignored an _smx token"),
+                }
+            }
+            if let Some(token) = &params.smlink {
+                match identity::verify_personal_link(keys, token, now) {
+                    Ok(claims) => {
+                        out.set_cookies.extend(self.identities.identify(
+                            &mut v,
+                            claims.contact_id,
+                            c.host,
+                            c.https,
+                            now,
+                        ));
+                        source = Some("personal_link");
+                    }
+                    Err(e) => tracing::debug!(error = e.as_str(), "ignored an smlink token"),
+                }
+            }
+            if let Some(contact) = params
+                .smclient
+                .as_deref()
+                .and_then(|s| Uuid::try_parse(s).ok())
+            {
+                out.set_cookies.extend(
+                    self.identities
+                        .identify(&mut v, contact, c.host, c.https, now),
+                );
+                source = Some("email_link");
+            }
+            if let Some(source) = source {
+                counters.identify(source);
+                let url = format!(
+                    "{}://{}{}",
+                    if c.https { "https" } else { "http" },
+                    c.host,
+                    path
+                );
+                self.enqueue(self.identify_event(c, &v, signals, &url, source));
+            }
+        }
+        let strip = params.smx.is_some()
+            || (self.settings.collect.strip_params
+                && (params.smclient.is_some() || params.smlink.is_some()));
+        if strip {
+            out.redirect = Some(match params.rest {
+                Some(q) if !q.is_empty() => format!("{path}?{q}"),
+                _ => path.to_string(),
+            });
+        }
+        out
+    }
+
+    fn enqueue(&self, e: Event) {
+        // A full queue drops and counts (the writer's `dropped`); the visitor never waits.
+        let _ = self.queue.try_enqueue(e);
+    }
+
+    fn base_event(
+        &self,
+        kind: EventKind,
+        c: &Client,
+        v: &Visitor,
+        s: Signals,
+        url: &url::Url,
+    ) -> Event {
+        let mut e = Event::new(
+            kind,
+            now_ms(),
+            c.site.name.clone(),
+            url.as_str(),
+            url.path(),
+        );
+        e.visitor_id = v.visitor_id.clone();
+        e.contact_id = v.contact_text();
+        e.smids = v.ids_text();
+        e.user_agent = c.user_agent.map(|ua| ua.chars().take(512).collect());
+        e.is_bot = s.bot;
+        let cs = &self.settings.collect;
+        e.ip_truncated = Some(truncate(c.ip, cs.ipv4_prefix, cs.ipv6_prefix));
+        e.company = cs.companies.lookup(c.ip).map(str::to_owned);
+        e
+    }
+
+    fn identify_event(
+        &self,
+        c: &Client,
+        v: &Visitor,
+        s: Signals,
+        url: &str,
+        source: &str,
+    ) -> Event {
+        let parsed = url::Url::parse(url)
+            .unwrap_or_else(|_| url::Url::parse("http://invalid/").expect("static URL"));
+        let mut e = self.base_event(EventKind::Identify, c, v, s, &parsed);
+        e.identify_source = Some(source.to_string());
+        e
+    }
+
+    fn event_from(&self, c: &Client, v: &Visitor, s: Signals, b: &Beacon) -> Option<Event> {
+        let kind = match b.kind {
+            BeaconKind::Pageview => EventKind::Pageview,
+            BeaconKind::Engagement => EventKind::Engagement,
+            BeaconKind::Event => EventKind::Custom,
+            BeaconKind::Outbound => EventKind::OutboundClick,
+            BeaconKind::Form => EventKind::Form,
+            BeaconKind::Consent | BeaconKind::Link => return None,
+        };
+        let mut e = self.base_event(kind, c, v, s, &b.url);
+        match b.kind {
+            BeaconKind::Pageview => {
+                e.title = b.title.clone();
+                e.referrer = b.referrer.clone();
+                e.screen = b.screen.clone();
+                e.language = b.lang.clone();
+                e.utm_source = b.utm("utm_source");
+                e.utm_medium = b.utm("utm_medium");
+                e.utm_campaign = b.utm("utm_campaign");
+            }
+            BeaconKind::Engagement => e.engaged_ms = b.engaged_ms,
+            BeaconKind::Event => {
+                e.name = b.name.clone();
+                e.props_json = b.props_json.clone();
+            }
+            BeaconKind::Outbound => {
+                // The event's URL is the link target; its path stays the page's.
+                e.url = b.target.clone().unwrap_or_default();
+            }
+            BeaconKind::Form => {
+                e.props_json =
+                    serde_json::to_string(&serde_json::json!({ "fields": b.fields })).ok();
+            }
+            BeaconKind::Consent | BeaconKind::Link => {}
+        }
+        Some(e)
+    }
+}
+
+/// The identification parameters of a page URL, and the query without them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct IdParams {
+    pub smclient: Option<String>,
+    pub smlink: Option<String>,
+    pub smx: Option<String>,
+    /// The rest of the query, re-encoded, when any parameter was found.
+    pub rest: Option<String>,
+}
+
+impl IdParams {
+    pub fn read(query: Option<&str>) -> IdParams {
+        let Some(q) = query else {
+            return IdParams::default();
+        };
+        // Cheap test first: almost no page request carries one.
+        if !(q.contains(SMCLIENT_PARAM) || q.contains(SMLINK_PARAM) || q.contains(SMX_PARAM)) {
+            return IdParams::default();
+        }
+        let mut p = IdParams::default();
+        let mut rest = url::form_urlencoded::Serializer::new(String::new());
+        let mut found = false;
+        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+            match k.as_ref() {
+                SMCLIENT_PARAM => p.smclient = Some(v.into_owned()),
+                SMLINK_PARAM => p.smlink = Some(v.into_owned()),
+                SMX_PARAM => p.smx = Some(v.into_owned()),
+                _ => {
+                    rest.append_pair(&k, &v);
+                    continue;
+                }
+            }
+            found = true;
+        }
+        if found {
+            p.rest = Some(rest.finish());
+        }
+        p
+    }
+}
+
+fn kind_name(k: BeaconKind) -> &'static str {
+    match k {
+        BeaconKind::Pageview => "pageview",
+        BeaconKind::Engagement => "engagement",
+        BeaconKind::Event => "event",
+        BeaconKind::Outbound => "outbound",
+        BeaconKind::Form => "form",
+        BeaconKind::Consent => "consent",
+        BeaconKind::Link => "link",
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_params_are_found_and_removed() {
+        assert_eq!(IdParams::read(None), IdParams::default());
+        assert_eq!(IdParams::read(Some("a=1&b=2")), IdParams::default());
+        let p = IdParams::read(Some(
+            "a=1&smclient=0f8fad5b-d9cb-469f-a165-70867728950e&b=x%20y",
+        ));
+        assert_eq!(
+            p.smclient.as_deref(),
+            Some("0f8fad5b-d9cb-469f-a165-70867728950e")
+        );
+        assert_eq!(p.rest.as_deref(), Some("a=1&b=x+y"));
+        let p = IdParams::read(Some("_smx=tok"));
+        assert_eq!(p.smx.as_deref(), Some("tok"));
+        assert_eq!(p.rest.as_deref(), Some(""));
+        // A parameter whose name only contains ours is not ours.
+        assert_eq!(IdParams::read(Some("xsmclient=1")).rest, None);
+    }
+}
