@@ -117,6 +117,13 @@ pub struct Event {
     pub language: Option<String>,
     /// The request's `User-Agent`.
     pub user_agent: Option<String>,
+    /// Browser family parsed from the user agent when the event was received (`Chrome`).
+    pub browser: Option<String>,
+    /// Operating system parsed from the user agent (`Windows 10`, `iOS`).
+    pub os: Option<String>,
+    /// Device category parsed from the user agent: `pc`, `smartphone`, `mobilephone`,
+    /// `tablet`, `appliance`, `crawler` or `unknown`.
+    pub device: Option<String>,
     /// The request looked automated (user agent or behaviour); kept rather than dropped so
     /// the count of filtered traffic stays visible, and excluded from analytics by default.
     pub is_bot: bool,
@@ -164,6 +171,9 @@ impl Event {
             screen: None,
             language: None,
             user_agent: None,
+            browser: None,
+            os: None,
+            device: None,
             is_bot: false,
             ip_truncated: None,
             company: None,

@@ -6,6 +6,7 @@
 //! and the default backend), [`writer`] (the bounded queue and the batching thread).
 
 pub mod event;
+pub mod reports;
 pub mod sqlite;
 pub mod writer;
 
@@ -13,6 +14,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use event::{Event, EventKind, UnknownEventKind};
+pub use reports::Reports;
 pub use sqlite::SqliteStore;
 pub use writer::{EventQueue, EventWriter, WriterConfig, WriterStats};
 
