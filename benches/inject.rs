@@ -62,6 +62,7 @@ fn options() -> InjectorOptions {
         position: Position::HeadEnd,
         duplicates: Duplicates::Remove,
         tracker_path: Arc::from("/_sm/sm.js"),
+        client_id: Arc::from("benchclient"),
         charset: Charset::Undeclared,
         max_buffer_bytes: 1024 * 1024,
     }

@@ -17,6 +17,8 @@ pub struct SiteCounters {
     pub rewrite_failed: AtomicU64,
     pub skipped: [AtomicU64; Skip::ALL.len()],
     pub upstream_errors: AtomicU64,
+    /// Codes in origin pages that set another client ID than ours.
+    pub foreign_client_id: AtomicU64,
     pub collect: CollectCounters,
 }
 
@@ -98,6 +100,8 @@ impl SiteCounters {
         if o.failure.is_some() {
             self.rewrite_failed.fetch_add(1, Relaxed);
         }
+        self.foreign_client_id
+            .fetch_add(u64::from(o.foreign_client_ids), Relaxed);
         if o.unsupported_charset {
             self.skip(Skip::Charset);
         }
@@ -200,6 +204,14 @@ impl Metrics {
                     )
                 })
             }),
+        );
+        family(
+            "smproxy_foreign_client_id_total",
+            "Monitoring codes in origin pages that set another client ID.",
+            &mut self
+                .sites
+                .iter()
+                .map(|(n, c)| (format!("site=\"{n}\""), c.foreign_client_id.load(Relaxed))),
         );
         family(
             "smproxy_upstream_errors_total",

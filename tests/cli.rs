@@ -163,3 +163,62 @@ fn no_arguments_prints_a_hint_and_exits_2() {
     assert!(stderr.contains("-c FILE"), "{stderr}");
     assert!(stderr.contains("smproxy demo"), "{stderr}");
 }
+
+mod common;
+
+/// The real process: beacons accepted before SIGTERM are all in the SQLite file after it exits.
+#[test]
+fn sigterm_stores_every_accepted_event_before_exiting() {
+    let origin = common::Origin::respond(|_| common::html_response(b"<html><head></head></html>"));
+    let dir = common::TempDir::new("cli-sigterm");
+    let db = dir.0.join("events.db");
+    let (listen, admin) = (common::free_addr(), common::free_addr());
+    let config = TempFile::new(&format!(
+        "listen: \"{listen}\"\nclient_id: \"cli\"\ngrace_period_seconds: 1\n\
+sites:\n  - name: s\n    hosts: [\"*\"]\n    upstream: \"{}\"\n\
+admin:\n  listen: \"{admin}\"\nstore:\n  sqlite: \"{}\"\ncookies:\n  secret_env: SMPROXY_SECRET\n\
+collect:\n  rate_per_minute: 0\n",
+        origin.addr,
+        db.display()
+    ));
+    let mut child = smproxy()
+        .arg("-c")
+        .arg(&config.0)
+        .spawn()
+        .expect("start smproxy");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "smproxy never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let n = 100;
+    for i in 0..n {
+        let body = format!(r#"{{"type":"event","url":"http://test.example/","name":"n{i}"}}"#);
+        let r = common::request_body(
+            &listen,
+            "POST",
+            "/_sm/collect",
+            &[
+                ("Origin", "http://test.example"),
+                ("Content-Type", "text/plain"),
+            ],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 204);
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("wait for smproxy");
+    assert!(status.success(), "{status}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT count(DISTINCT name) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, n);
+}

@@ -59,6 +59,7 @@ fn opts(snippet: &str) -> InjectorOptions {
         position: Position::HeadEnd,
         duplicates: Duplicates::Remove,
         tracker_path: Arc::from("/_sm/sm.js"),
+        client_id: Arc::from("testclient"),
         charset: Charset::Undeclared,
         max_buffer_bytes: 1 << 20,
     }

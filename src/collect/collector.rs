@@ -478,6 +478,14 @@ impl Collector {
         e.contact_id = v.contact_text();
         e.smids = v.ids_text();
         e.user_agent = c.user_agent.map(|ua| ua.chars().take(512).collect());
+        if let Some(ua) = c
+            .user_agent
+            .and_then(|ua| woothee::parser::Parser::new().parse(ua))
+        {
+            e.browser = Some(ua.name.to_string());
+            e.os = Some(ua.os.to_string());
+            e.device = Some(ua.category.to_string());
+        }
         e.is_bot = s.bot;
         let cs = &self.settings.collect;
         e.ip_truncated = Some(truncate(c.ip, cs.ipv4_prefix, cs.ipv6_prefix));

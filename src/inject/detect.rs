@@ -73,6 +73,41 @@ pub fn text_sets_code(text: &[u8], complete: bool) -> bool {
         || assigns_after(&SMOBJ, text, b"SalesmanagoObject".len(), complete)
 }
 
+/// The client ID a code assigns (`_smid = 'abc'`, `"_smid": "abc"`), when it is a plain
+/// quoted literal of `[A-Za-z0-9_-]{1,64}`: what the install status compares with ours.
+pub fn assigned_client_id(text: &[u8]) -> Option<&str> {
+    let mut from = 0;
+    while let Some(i) = SMID.find(&text[from..]) {
+        let mut j = from + i + b"_smid".len();
+        from = j;
+        let skip = |j: &mut usize, set: &[u8]| {
+            while *j < text.len() && set.contains(&text[*j]) {
+                *j += 1;
+            }
+        };
+        skip(&mut j, b" \t\r\n'\"]");
+        match (text.get(j), text.get(j + 1)) {
+            (Some(b'='), Some(n)) if *n != b'=' => j += 1,
+            (Some(b':'), _) => j += 1,
+            _ => continue,
+        }
+        skip(&mut j, b" \t\r\n");
+        let Some(&quote @ (b'\'' | b'"')) = text.get(j) else {
+            continue;
+        };
+        let start = j + 1;
+        let len = text[start..]
+            .iter()
+            .take(65)
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_' || **b == b'-')
+            .count();
+        if (1..=64).contains(&len) && text.get(start + len) == Some(&quote) {
+            return std::str::from_utf8(&text[start..start + len]).ok();
+        }
+    }
+    None
+}
+
 /// Whether text names `_smid` or `SalesmanagoObject` at all (assigning or not).
 pub fn mentions_marker(text: &[u8]) -> bool {
     SMID.find(text).is_some() || SMOBJ.find(text).is_some()
@@ -120,20 +155,27 @@ fn assigns_after(
 pub struct TextScanner {
     carry: String,
     found: bool,
+    client_id: Option<String>,
 }
 
 impl TextScanner {
     pub fn feed(&mut self, chunk: &str) {
-        if self.found || chunk.is_empty() {
+        if chunk.is_empty() || (self.found && self.client_id.is_some()) {
             return;
         }
-        if self.carry.is_empty() {
-            self.found = text_sets_code(chunk.as_bytes(), false);
+        let text = if self.carry.is_empty() {
+            chunk
         } else {
             self.carry.push_str(chunk);
-            self.found = text_sets_code(self.carry.as_bytes(), false);
-        }
+            self.carry.as_str()
+        };
         if !self.found {
+            self.found = text_sets_code(text.as_bytes(), false);
+        }
+        if self.client_id.is_none() {
+            self.client_id = assigned_client_id(text.as_bytes()).map(str::to_owned);
+        }
+        if !(self.found && self.client_id.is_some()) {
             let joined = if self.carry.is_empty() {
                 chunk
             } else {
@@ -150,6 +192,11 @@ impl TextScanner {
     /// Whether the whole text, now complete, sets a code.
     pub fn finish(&mut self) -> bool {
         self.found || text_sets_code(self.carry.as_bytes(), true)
+    }
+
+    /// The client ID the text assigns, if seen (see [`assigned_client_id`]).
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
     }
 }
 
@@ -193,6 +240,30 @@ mod tests {
             s.feed(&text[..cut]);
             s.feed(&text[cut..]);
             assert!(!s.finish(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn the_client_id_of_a_code_is_read() {
+        assert_eq!(
+            assigned_client_id(b"var _smid = \"abc-1_Z\";"),
+            Some("abc-1_Z")
+        );
+        assert_eq!(assigned_client_id(b"window._smid='x'"), Some("x"));
+        assert_eq!(assigned_client_id(b"{\"_smid\": \"q9\"}"), Some("q9"));
+        assert_eq!(
+            assigned_client_id(b"if (_smid == 'x') {}; var _smid = id;"),
+            None
+        );
+        assert_eq!(assigned_client_id(b"_smid = 'has space'"), None);
+        assert_eq!(assigned_client_id(b"_smid = 'unterminated"), None);
+        let text = "var a=1; var _smid = 'other-client';";
+        for cut in 0..text.len() {
+            let mut s = TextScanner::default();
+            s.feed(&text[..cut]);
+            s.feed(&text[cut..]);
+            assert!(s.finish(), "cut at {cut}");
+            assert_eq!(s.client_id(), Some("other-client"), "cut at {cut}");
         }
     }
 

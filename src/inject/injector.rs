@@ -52,6 +52,9 @@ pub struct Outcome {
     pub failure: Option<String>,
     /// The body could not be rewritten at all (UTF-16 byte-order mark): passed through.
     pub unsupported_charset: bool,
+    /// Codes in the origin's page that set another client ID than ours (a site left with an
+    /// old or wrong code: the install status warns about it).
+    pub foreign_client_ids: u32,
 }
 
 /// Per-response settings of the injector.
@@ -62,6 +65,8 @@ pub struct InjectorOptions {
     pub position: Position,
     pub duplicates: Duplicates,
     pub tracker_path: Arc<str>,
+    /// Our client ID, to recognise codes that set another one.
+    pub client_id: Arc<str>,
     pub charset: Charset,
     /// lol_html's memory limit for this response.
     pub max_buffer_bytes: usize,
@@ -156,6 +161,7 @@ impl Injector {
 
         let dup = opts.duplicates;
         let tracker_path = opts.tracker_path.clone();
+        let client_id = opts.client_id.clone();
 
         let sh = shared.clone();
         let script_start = element!("script", move |el| {
@@ -221,11 +227,18 @@ impl Injector {
             let Some(mut scan) = st.script.take() else {
                 return Ok(());
             };
-            let is_code = if scan.hold {
-                detect::text_sets_code(scan.held.as_bytes(), true)
+            let (is_code, their_id) = if scan.hold {
+                let text = scan.held.as_bytes();
+                (
+                    detect::text_sets_code(text, true),
+                    detect::assigned_client_id(text),
+                )
             } else {
-                scan.scanner.finish()
+                (scan.scanner.finish(), scan.scanner.client_id())
             };
+            if is_code && their_id.is_some_and(|id| id != &*client_id) {
+                st.outcome.foreign_client_ids += 1;
+            }
             let verdict = if is_code {
                 st.code_found(dup, scan.hold)
             } else {
@@ -377,6 +390,7 @@ mod tests {
             position,
             duplicates,
             tracker_path: Arc::from("/_sm/sm.js"),
+            client_id: Arc::from("testclient"),
             charset: Charset::Undeclared,
             max_buffer_bytes: 1 << 20,
         }
@@ -471,6 +485,14 @@ mod tests {
         assert_eq!(out, input);
         assert!(oc.already_tagged);
         assert_eq!(oc.injected, None);
+    }
+
+    #[test]
+    fn a_code_with_another_client_id_is_counted() {
+        let input = "<html><head><script>var _smid = 'abc';</script></head><body></body></html>";
+        assert_eq!(head(input).1.foreign_client_ids, 1);
+        let ours = "<html><head><script>var _smid = 'testclient';</script></head></html>";
+        assert_eq!(head(ours).1.foreign_client_ids, 0);
     }
 
     #[test]

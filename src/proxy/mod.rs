@@ -94,6 +94,7 @@ impl Smproxy {
             position: self.settings.inject.position,
             duplicates: self.settings.inject.duplicates,
             tracker_path: self.tracker_path.clone(),
+            client_id: Arc::from(self.settings.client_id.as_str()),
             charset: cs,
             max_buffer_bytes: self.settings.inject.max_buffer_bytes,
         })

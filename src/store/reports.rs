@@ -227,7 +227,12 @@ pub trait Reports: Send + Sync {
     fn sites_seen(&self) -> Result<Vec<SiteSeen>, StoreError>;
     /// Contacts whose e-mail or id contains `search` (case-insensitive; all when `None`),
     /// most recently seen first.
-    fn contacts(&self, search: Option<&str>, limit: usize, offset: usize) -> Result<Vec<ContactSummary>, StoreError>;
+    fn contacts(
+        &self,
+        search: Option<&str>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<ContactSummary>, StoreError>;
     fn contact(&self, id: &str, timeline_limit: usize) -> Result<Option<ContactCard>, StoreError>;
     /// Every stored row about the contact (contact, links, all their events) as JSON.
     fn export_contact(&self, id: &str) -> Result<Option<serde_json::Value>, StoreError>;
@@ -235,5 +240,10 @@ pub trait Reports: Send + Sync {
     /// `contact_id`, or by a visitor linked to them). Atomic.
     fn erase_contact(&self, id: &str) -> Result<Erased, StoreError>;
     fn companies(&self, f: &Filter, limit: usize) -> Result<Vec<CompanySummary>, StoreError>;
-    fn company(&self, id: i64, f: &Filter, timeline_limit: usize) -> Result<Option<CompanyCard>, StoreError>;
+    fn company(
+        &self,
+        id: i64,
+        f: &Filter,
+        timeline_limit: usize,
+    ) -> Result<Option<CompanyCard>, StoreError>;
 }

@@ -68,8 +68,8 @@ impl Browser {
             "goog:chromeOptions".into(),
             json!({ "binary": chromium(), "args": args }),
         );
-        let client = ClientBuilder::rustls()
-            .expect("rustls connector")
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
             .capabilities(caps)
             .connect(&format!("http://{addr}"))
             .await
