@@ -182,6 +182,8 @@ pub struct CompanyNetFile {
 #[serde(deny_unknown_fields)]
 pub struct StoreFile {
     pub sqlite: Option<String>,
+    /// Days events are kept; 0 = forever.
+    pub retention_days: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]

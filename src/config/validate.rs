@@ -168,6 +168,8 @@ pub struct Settings {
     pub consent: ConsentSettings,
     pub collect: CollectSettings,
     pub sqlite_path: String,
+    /// Days events are kept (older ones are deleted daily); 0 = forever.
+    pub retention_days: u32,
     pub timeouts: Timeouts,
     pub grace_period: Duration,
 }
@@ -243,6 +245,10 @@ pub(super) struct Checker<'a> {
 }
 
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// Thirteen months: a year of data plus the month to compare it with.
+pub const DEFAULT_RETENTION_DAYS: u32 = 395;
+/// A hundred years: anything longer is a typo.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
 
 impl Checker<'_> {
     pub(super) fn err(&mut self, path: impl Into<String>, reason: impl Into<String>) {
@@ -394,6 +400,13 @@ impl Checker<'_> {
         if sqlite_path.is_empty() {
             self.err("store.sqlite", "must not be empty");
         }
+        let retention_days = f.store.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS);
+        if retention_days > MAX_RETENTION_DAYS {
+            self.err(
+                "store.retention_days",
+                format!("must be between 0 (keep forever) and {MAX_RETENTION_DAYS}"),
+            );
+        }
 
         let timeouts = Timeouts {
             connect: self.seconds("timeouts.connect", f.timeouts.connect, 5.0),
@@ -428,6 +441,7 @@ impl Checker<'_> {
             consent: collection.consent,
             collect: collection.collect,
             sqlite_path,
+            retention_days,
             timeouts,
             grace_period,
         })
@@ -708,6 +722,21 @@ mod tests {
         assert!(parse(&ok).is_ok());
         let missing = format!("{MINIMAL}admin:\n  token_env: MISSING_TOKEN_VAR\n");
         assert_eq!(parse(&missing).unwrap_err().0[0].path, "admin.token_env");
+    }
+
+    #[test]
+    fn retention_days() {
+        assert_eq!(parse(MINIMAL).unwrap().retention_days, 395);
+        let keep = parse(&format!("{MINIMAL}store:\n  retention_days: 0\n")).unwrap();
+        assert_eq!(keep.retention_days, 0);
+        let errs = parse(&format!("{MINIMAL}store:\n  retention_days: 40000\n"))
+            .unwrap_err()
+            .0;
+        assert_eq!(errs[0].path, "store.retention_days");
+        let errs = parse(&format!("{MINIMAL}store:\n  retention_days: -1\n"))
+            .unwrap_err()
+            .0;
+        assert_eq!(errs[0].path, "store.retention_days");
     }
 
     #[test]
