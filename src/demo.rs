@@ -142,8 +142,10 @@ pub fn run() -> anyhow::Result<()> {
     println!("smproxy demo is running (Ctrl-C to stop)\n");
     println!("  site through the proxy:  http://{listen}/");
     println!("  the same origin, direct: http://{origin}/   (compare the page source)");
-    println!("  metrics:                 http://{admin}/metrics");
+    println!("  dashboard:               http://{admin}/login");
+    println!("  admin token (to log in): in the file smproxy-demo.db.admin-token");
     println!("  health:                  http://{admin}/healthz\n");
     println!("  try: curl -s http://{listen}/ | grep -c _smid");
+    println!("  then open the site in a browser, submit the form, and look at the dashboard");
     built.run_forever()
 }

@@ -13,7 +13,7 @@ use crate::config::{Secret, Settings};
 use crate::identity::Keys;
 use crate::metrics::Metrics;
 use crate::proxy::Smproxy;
-use crate::store::{EventWriter, SqliteStore, Store, WriterConfig};
+use crate::store::{EventWriter, Reports, SqliteStore, Store, WriterConfig};
 
 /// A built process, ready to run.
 pub struct Built {
@@ -78,10 +78,12 @@ fn instance_tag(settings: &Settings) -> String {
 /// Opens the store, starts the writer and builds the server with its services.
 pub fn build(settings: Arc<Settings>, opts: ProcessOptions) -> anyhow::Result<Built> {
     let keys = keys(&settings)?;
-    let store: Arc<dyn Store> = Arc::new(
+    let sqlite = Arc::new(
         SqliteStore::open(&settings.sqlite_path)
             .map_err(|e| anyhow::anyhow!("store.sqlite {}: {e}", settings.sqlite_path))?,
     );
+    let store: Arc<dyn Store> = sqlite.clone();
+    let reports: Arc<dyn Reports> = sqlite;
     let writer = EventWriter::start(
         store.clone(),
         WriterConfig {
@@ -121,7 +123,7 @@ pub fn build(settings: Arc<Settings>, opts: ProcessOptions) -> anyhow::Result<Bu
     let _ = metrics.queue.set(writer.queue());
     let collector = Arc::new(Collector::new(
         settings.clone(),
-        keys,
+        keys.clone(),
         writer.queue(),
         store.clone(),
         metrics.clone(),
@@ -137,12 +139,20 @@ pub fn build(settings: Arc<Settings>, opts: ProcessOptions) -> anyhow::Result<Bu
     }
     server.add_service(proxy);
 
-    let mut admin = Service::new(
-        "smproxy admin".to_string(),
-        AdminApp::new(settings.clone(), metrics.clone()),
-    );
+    let admin_app = AdminApp::with_store(
+        settings.clone(),
+        metrics.clone(),
+        store.clone(),
+        reports,
+        keys,
+    )?;
+    let mut admin = Service::new("smproxy admin".to_string(), admin_app);
     admin.add_tcp(&settings.admin.listen);
     server.add_service(admin);
+    server.add_service(crate::admin::retention_service(
+        store.clone(),
+        settings.retention_days,
+    ));
 
     Ok(Built {
         server,

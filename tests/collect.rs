@@ -425,3 +425,32 @@ fn every_accepted_beacon_is_stored_across_a_graceful_shutdown() {
         .unwrap();
     assert_eq!(stored, n as i64);
 }
+
+#[test]
+fn the_admin_api_counts_what_the_beacons_stored() {
+    let (p, _origin) = start("");
+    // Two visitors: three page views and one page view.
+    let first = beacon(&p, PAGEVIEW, &[]);
+    let cookies: Vec<String> = first
+        .header_all("set-cookie")
+        .iter()
+        .map(|c| c.split(';').next().unwrap().to_string())
+        .collect();
+    let jar = cookies.join("; ");
+    for _ in 0..2 {
+        assert_eq!(beacon(&p, PAGEVIEW, &[("Cookie", &jar)]).status, 204);
+    }
+    assert_eq!(beacon(&p, PAGEVIEW, &[]).status, 204);
+    p.flush();
+    let r = p.admin_get("/api/stats?site=shop");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let stats: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(stats["pageviews"], 4, "{stats}");
+    assert_eq!(stats["visitors"], 2, "{stats}");
+    assert_eq!(stats["sessions"], 2, "{stats}");
+    let status = p.admin_get("/api/status");
+    let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    assert_eq!(status["sites"][0]["detected"], true, "{status}");
+    // Without the token, nothing.
+    assert_eq!(request(&p.admin, "GET", "/api/stats", &[]).status, 401);
+}

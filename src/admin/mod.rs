@@ -536,16 +536,7 @@ async fn read_body(session: &mut ServerSession) -> Option<Vec<u8>> {
 }
 
 /// The admin listener's Pingora application.
-pub struct AdminApp(Mode);
-
-enum Mode {
-    Full(Box<Admin>),
-    /// Health and metrics only, as the listener was before it had the store.
-    MetricsOnly {
-        settings: Arc<Settings>,
-        metrics: Arc<Metrics>,
-    },
-}
+pub struct AdminApp(Box<Admin>);
 
 impl AdminApp {
     /// The whole admin side: API, dashboard, `/readyz`, `/metrics`. See [`Admin::new`] for the
@@ -557,68 +548,24 @@ impl AdminApp {
         reports: Arc<dyn Reports>,
         keys: Keys,
     ) -> anyhow::Result<AdminApp> {
-        Ok(AdminApp(Mode::Full(Box::new(Admin::new(
+        Ok(AdminApp(Box::new(Admin::new(
             settings, metrics, store, reports, keys,
-        )?))))
-    }
-
-    /// Only `/healthz` (open) and `/metrics` (behind `admin.token` when one is configured):
-    /// for a process assembled without a report store. [`AdminApp::with_store`] is the
-    /// complete listener.
-    pub fn new(settings: Arc<Settings>, metrics: Arc<Metrics>) -> AdminApp {
-        AdminApp(Mode::MetricsOnly { settings, metrics })
+        )?)))
     }
 
     /// See [`Admin::with_failure_limit`].
     pub fn with_failure_limit(self, per_minute: u32) -> Self {
-        match self.0 {
-            Mode::Full(a) => AdminApp(Mode::Full(Box::new(a.with_failure_limit(per_minute)))),
-            other => AdminApp(other),
-        }
+        AdminApp(Box::new(self.0.with_failure_limit(per_minute)))
     }
 
     /// See [`Admin::token_file`].
     pub fn token_file(&self) -> Option<&std::path::Path> {
-        match &self.0 {
-            Mode::Full(a) => a.token_file(),
-            Mode::MetricsOnly { .. } => None,
-        }
+        self.0.token_file()
     }
 
     /// Answers one request.
     pub async fn handle(&self, req: Request) -> Response<Vec<u8>> {
-        match &self.0 {
-            Mode::Full(a) => a.handle(req).await,
-            Mode::MetricsOnly { settings, metrics } => {
-                respond::finish(metrics_only(settings, metrics, &req))
-            }
-        }
-    }
-}
-
-fn metrics_only(settings: &Settings, metrics: &Metrics, req: &Request) -> Response<Vec<u8>> {
-    if req.path == "/healthz" {
-        return respond::text(StatusCode::OK, "ok\n");
-    }
-    if let Some(token) = &settings.admin.token {
-        let given = auth::bearer(&req.headers).unwrap_or_default();
-        if !constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
-            let mut r = respond::text(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized: send Authorization: Bearer <admin token>\n",
-            );
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return r;
-        }
-    }
-    match req.path.as_str() {
-        "/metrics" => respond::body(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render().into_bytes(),
-        ),
-        _ => respond::text(StatusCode::NOT_FOUND, "not found\n"),
+        self.0.handle(req).await
     }
 }
 

@@ -44,9 +44,9 @@ pub fn host_text(h: &HostPattern) -> String {
 }
 
 /// Pages that carried a monitoring code with another client id.
-fn foreign_client_id(_c: &SiteCounters) -> u64 {
-    // Reads `c.foreign_client_id.load(Relaxed)` once the counters have that field.
-    0
+fn foreign_client_id(c: &SiteCounters) -> u64 {
+    c.foreign_client_id
+        .load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The status of every configured site, in configuration order.

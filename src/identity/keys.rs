@@ -40,6 +40,7 @@ pub enum SignatureError {
     BadSignature,
 }
 
+#[derive(Clone)]
 struct Key {
     id: [u8; KEY_ID_LEN],
     /// HMAC state already keyed; cloned for every use.
@@ -47,6 +48,7 @@ struct Key {
 }
 
 /// The signing keys. `Debug` shows only how many there are.
+#[derive(Clone)]
 pub struct Keys {
     keys: Vec<Key>,
 }

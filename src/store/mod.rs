@@ -8,6 +8,7 @@
 pub mod event;
 pub mod reports;
 pub mod sqlite;
+mod sqlite_reports;
 pub mod writer;
 
 use std::fmt;
@@ -68,6 +69,10 @@ pub enum StoreError {
     SchemaTooNew { found: u32, supported: u32 },
     #[error("not a valid email address")]
     InvalidEmail,
+    /// A report request the store refuses, e.g. a time series of more buckets than
+    /// [`reports::MAX_BUCKETS`].
+    #[error("invalid report request: {0}")]
+    InvalidRequest(String),
     /// A backend that is down or refusing work (network store, test doubles).
     #[error("store unavailable: {0}")]
     Unavailable(String),

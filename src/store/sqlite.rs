@@ -39,12 +39,23 @@
 //!     engaged_ms      INTEGER,
 //!     name            TEXT,                  -- custom event name
 //!     props_json      TEXT,
-//!     identify_source TEXT
+//!     identify_source TEXT,
+//!     browser         TEXT,                  -- (3) parsed from user_agent on receipt
+//!     os              TEXT,                  -- (3)
+//!     device          TEXT                   -- (3) pc, smartphone, tablet, crawler, ...
 //! );
-//! CREATE INDEX events_site_ts   ON events (site, ts_ms);   -- (1) analytics per site and period
 //! CREATE INDEX events_visitor   ON events (visitor_id);    -- (1) linking, visitor profiles
 //! CREATE INDEX events_contact   ON events (contact_id);    -- (1) contact profiles
 //! CREATE INDEX events_session   ON events (session_id);    -- (2) visits
+//! -- (3) Reports (measured with benches/analytics.rs; (1)'s events_site_ts is dropped, this
+//! -- first index replaces it):
+//! CREATE INDEX events_site_bot_ts      ON events (site, is_bot, ts_ms);       -- one site, any
+//! --     kind, a period (stats, time series, companies); install status per site
+//! CREATE INDEX events_site_bot_kind_ts ON events (site, is_bot, kind, ts_ms); -- one site's
+//! --     page views in a period (breakdowns, bounce, entry and exit pages)
+//! CREATE INDEX events_ts               ON events (ts_ms);    -- all sites, a period; retention
+//! CREATE INDEX events_smids            ON events (smids);    -- a contact's cross-site events
+//! CREATE INDEX events_company_ts       ON events (company, ts_ms); -- company cards
 //!
 //! -- (1) Identified people. (2) rebuilt the table to make `email` nullable: a contact known
 //! -- only by the vendor's id (mailing link, personal link) has no email. UNIQUE still holds
@@ -82,18 +93,19 @@
 //! ```
 //!
 //! Events stored before migration 2 keep a NULL `session_id`; every visitor's first event after
-//! it starts a session.
+//! it starts a session. Events stored before migration 3 keep NULL `browser`, `os` and `device`.
 //!
 //! The file runs in WAL mode with `synchronous=NORMAL`: readers (the dashboard) never block the
 //! writer, and a power cut can lose at most the last few committed batches but never corrupts
 //! the file, which is the right trade for analytics events.
 
 use std::collections::hash_map::{Entry, HashMap};
-use std::path::Path;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::{normalize_email, ContactId, Event, EventKind, Store, StoreError, SESSION_IDLE_MS};
 
@@ -103,7 +115,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema migrations, in order. Append only: a released migration is never edited, because
 /// files in the field already ran it. Each runs in its own transaction with its version row.
-const MIGRATIONS: &[(u32, &str)] = &[(1, MIGRATION_1), (2, MIGRATION_2)];
+const MIGRATIONS: &[(u32, &str)] = &[(1, MIGRATION_1), (2, MIGRATION_2), (3, MIGRATION_3)];
 
 const MIGRATION_1: &str = "
 CREATE TABLE events (
@@ -186,17 +198,39 @@ CREATE TABLE visitor_sessions (
 CREATE INDEX events_session ON events (session_id);
 ";
 
+/// User-agent details for the reports, and the indexes the reports need.
+///
+/// Events stored before it keep NULL `browser`, `os` and `device` (the raw `user_agent` is
+/// still there). The indexes were chosen by measuring the report queries over one million
+/// events (`benches/analytics.rs`, 30-day ranges); the schema at the top of this file says
+/// what each one serves. `events_site_ts` gives way to the same index with `is_bot` after
+/// `site`: every report filters on both, and install status counts a site's real events from
+/// the index alone.
+const MIGRATION_3: &str = "
+ALTER TABLE events ADD COLUMN browser TEXT;
+ALTER TABLE events ADD COLUMN os TEXT;
+ALTER TABLE events ADD COLUMN device TEXT;
+
+DROP INDEX events_site_ts;
+CREATE INDEX events_site_bot_ts      ON events (site, is_bot, ts_ms);
+CREATE INDEX events_site_bot_kind_ts ON events (site, is_bot, kind, ts_ms);
+CREATE INDEX events_ts               ON events (ts_ms);
+CREATE INDEX events_smids            ON events (smids);
+CREATE INDEX events_company_ts       ON events (company, ts_ms);
+";
+
 /// A visitor without a contact on the event inherits its linked contact, so events sent after
 /// identification by a browser that lost the `smclient` cookie still land on the profile.
 const INSERT_EVENT: &str = "
 INSERT INTO events (
     kind, ts_ms, site, visitor_id, contact_id, smids, session_id, url, path, title, referrer,
     utm_source, utm_medium, utm_campaign, screen, language, user_agent, is_bot, ip_truncated,
-    company, engaged_ms, name, props_json, identify_source
+    company, engaged_ms, name, props_json, identify_source, browser, os, device
 ) VALUES (
     ?1, ?2, ?3, ?4,
     COALESCE(?5, (SELECT contact_id FROM visitor_contacts WHERE visitor_id = ?4)),
-    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24
+    ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
+    ?25, ?26, ?27
 )";
 
 const UPSERT_COMPANY: &str = "
@@ -226,17 +260,37 @@ INSERT INTO visitor_sessions (visitor_id, session_id, last_ts_ms) VALUES (?1, ?2
 ON CONFLICT (visitor_id) DO UPDATE SET
     session_id = excluded.session_id, last_ts_ms = excluded.last_ts_ms";
 
-/// The SQLite [`Store`]. One connection behind a mutex: SQLite allows one writer at a time
-/// anyway, and the only frequent caller is the single writer thread.
+/// The SQLite [`Store`]. One writing connection behind a mutex: SQLite allows one writer at a
+/// time anyway, and the only frequent caller is the single writer thread.
+///
+/// Reports ([`super::Reports`]) read through separate read-only connections when the file is
+/// in WAL mode, so a slow dashboard query never holds up the event writer (in WAL mode
+/// readers and the writer do not block each other; each read sees the last commit before it
+/// started). Those connections are opened on demand and a few (`IDLE_READERS`) are kept for
+/// reuse, so concurrent dashboard requests run in parallel. An in-memory store, or a file
+/// that refused WAL mode (where a reader would block commits anyway), reads through the
+/// writing connection instead.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The file to open read-only connections on; `None` to read through `conn`.
+    reader_path: Option<PathBuf>,
+    /// Idle read-only connections (with their prepared statements cached).
+    readers: Mutex<Vec<Connection>>,
 }
+
+/// Read-only connections kept open between reports; more are opened when more reports run
+/// at once, and closed after.
+const IDLE_READERS: usize = 4;
+
+/// Prepared statements kept per connection: the reports use a few dozen distinct queries.
+const STATEMENT_CACHE: usize = 64;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and its directory, sets WAL mode,
     /// `synchronous=NORMAL` and a busy timeout, then applies the migrations it has not had yet.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::setup(Self::connect(path.as_ref())?)
+        let (conn, wal) = Self::connect(path.as_ref())?;
+        Self::setup(conn, wal.then(|| path.as_ref().to_path_buf()))
     }
 
     /// Like [`SqliteStore::open`], but applies migrations only up to `version`: for tests of
@@ -244,10 +298,12 @@ impl SqliteStore {
     /// supports work on the result.
     #[doc(hidden)]
     pub fn open_at_version(path: impl AsRef<Path>, version: u32) -> Result<Self, StoreError> {
-        Self::setup_to(Self::connect(path.as_ref())?, version)
+        let (conn, wal) = Self::connect(path.as_ref())?;
+        Self::setup_to(conn, version, wal.then(|| path.as_ref().to_path_buf()))
     }
 
-    fn connect(path: &Path) -> Result<Connection, StoreError> {
+    /// The connection and whether it runs in WAL mode.
+    fn connect(path: &Path) -> Result<(Connection, bool), StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
                 path: dir.to_path_buf(),
@@ -258,27 +314,35 @@ impl SqliteStore {
         // journal_mode answers with the mode actually set; a file on a filesystem without
         // shared memory can refuse WAL, and then the default rollback journal still works.
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
+        let wal = mode.eq_ignore_ascii_case("wal");
+        if !wal {
             tracing::warn!(path = %path.display(), %mode, "SQLite refused WAL mode; continuing");
         }
-        Ok(conn)
+        Ok((conn, wal))
     }
 
     /// A private in-memory database (tests, `smproxy demo` without a file).
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        Self::setup(Connection::open_in_memory()?)
+        Self::setup(Connection::open_in_memory()?, None)
     }
 
-    fn setup(conn: Connection) -> Result<Self, StoreError> {
-        Self::setup_to(conn, Self::latest_schema_version())
+    fn setup(conn: Connection, reader_path: Option<PathBuf>) -> Result<Self, StoreError> {
+        Self::setup_to(conn, Self::latest_schema_version(), reader_path)
     }
 
-    fn setup_to(mut conn: Connection, target: u32) -> Result<Self, StoreError> {
+    fn setup_to(
+        mut conn: Connection,
+        target: u32,
+        reader_path: Option<PathBuf>,
+    ) -> Result<Self, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate(&mut conn, target)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            reader_path,
+            readers: Mutex::new(Vec::new()),
         })
     }
 
@@ -292,12 +356,75 @@ impl SqliteStore {
         MIGRATIONS.last().map_or(0, |(v, _)| *v)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    /// The writing connection.
+    pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves no half-done work: an open rusqlite
         // Transaction rolls back when dropped during unwinding, so the connection is usable.
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock_ignoring_poison(&self.conn)
+    }
+
+    /// A connection for reports: an idle read-only one, a new one, or the writing connection
+    /// when the store has no separate readers (see [`SqliteStore`]).
+    pub(super) fn reader(&self) -> Result<ReadConn<'_>, StoreError> {
+        let Some(path) = &self.reader_path else {
+            return Ok(ReadConn::Shared(self.lock()));
+        };
+        if let Some(conn) = lock_ignoring_poison(&self.readers).pop() {
+            return Ok(ReadConn::Pooled(self, Some(conn)));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(ReadConn::Pooled(self, Some(conn)))
+    }
+}
+
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A connection lent to a report; a pooled one goes back to the idle list when dropped.
+pub(super) enum ReadConn<'a> {
+    Pooled(&'a SqliteStore, Option<Connection>),
+    Shared(MutexGuard<'a, Connection>),
+}
+
+impl Deref for ReadConn<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            ReadConn::Pooled(_, conn) => conn.as_ref().expect("present until dropped"),
+            ReadConn::Shared(guard) => guard,
+        }
+    }
+}
+
+impl DerefMut for ReadConn<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        match self {
+            ReadConn::Pooled(_, conn) => conn.as_mut().expect("present until dropped"),
+            ReadConn::Shared(guard) => guard,
+        }
+    }
+}
+
+impl Drop for ReadConn<'_> {
+    fn drop(&mut self) {
+        if let ReadConn::Pooled(store, conn) = self {
+            // A connection dropped while a report unwinds may still be inside a read
+            // transaction; closing it is simpler than checking.
+            let Some(conn) = conn.take().filter(|c| c.is_autocommit()) else {
+                return;
+            };
+            let mut idle = lock_ignoring_poison(&store.readers);
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+        }
     }
 }
 
@@ -486,6 +613,9 @@ impl Store for SqliteStore {
                     e.name,
                     e.props_json,
                     e.identify_source,
+                    e.browser,
+                    e.os,
+                    e.device,
                 ])?;
                 if let Some(company) = &e.company {
                     upsert_company.execute(params![company, e.ts_ms])?;
@@ -560,8 +690,7 @@ impl Store for SqliteStore {
     }
 
     fn delete_older_than(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
-        // No index on ts_ms alone: retention runs rarely and a scan is cheap next to the cost
-        // of maintaining another index on every insert.
+        // Uses events_ts, which the reports over all sites need anyway.
         let deleted = self
             .lock()
             .execute("DELETE FROM events WHERE ts_ms < ?1", [cutoff_ms])?;
@@ -718,6 +847,60 @@ mod tests {
         // A later batch with an event far older than the latest joins the current session.
         store.insert_batch(&[pageview(Some("v"), 0)]).unwrap();
         assert_eq!(session_of(&store, 0), session_of(&store, i64::MAX));
+    }
+
+    /// A report takes a read-only connection of its own: it runs while the writing
+    /// connection is busy, and the connection goes back to a bounded idle list.
+    #[test]
+    fn reports_do_not_wait_for_the_writing_connection() {
+        use crate::store::reports::{Filter, Reports};
+        use std::sync::mpsc;
+
+        let dir = std::env::temp_dir().join(format!(
+            "smproxy-sqlite-readers-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let store = SqliteStore::open(dir.join("events.db")).unwrap();
+        store.insert_batch(&[pageview(Some("v"), 10)]).unwrap();
+        let f = Filter {
+            site: None,
+            from_ms: 0,
+            to_ms: 100,
+        };
+        std::thread::scope(|s| {
+            // Inside the scope, so a failing assertion releases it before the scope joins.
+            let writer = store.lock();
+            let (tx, rx) = mpsc::channel();
+            for _ in 0..IDLE_READERS + 2 {
+                let tx = tx.clone();
+                let (store, f) = (&store, &f);
+                s.spawn(move || tx.send(store.stats(f).map(|s| s.pageviews)));
+            }
+            for _ in 0..IDLE_READERS + 2 {
+                let got = rx.recv_timeout(Duration::from_secs(20));
+                assert_eq!(got.expect("a report waited for the writer").unwrap(), 1);
+            }
+            drop(writer);
+        });
+        let idle = store.readers.lock().unwrap().len();
+        assert!((1..=IDLE_READERS).contains(&idle), "{idle}");
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_in_memory_store_reports_through_its_one_connection() {
+        use crate::store::reports::{Filter, Reports};
+        let store = SqliteStore::open_in_memory().unwrap();
+        store.insert_batch(&[pageview(Some("v"), 10)]).unwrap();
+        let f = Filter {
+            site: None,
+            from_ms: 0,
+            to_ms: 100,
+        };
+        assert_eq!(store.stats(&f).unwrap().visitors, 1);
+        assert!(store.readers.lock().unwrap().is_empty());
     }
 
     #[test]

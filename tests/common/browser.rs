@@ -68,6 +68,8 @@ impl Browser {
             "goog:chromeOptions".into(),
             json!({ "binary": chromium(), "args": args }),
         );
+        // Keeps the page's console messages for `console_errors`.
+        caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = ClientBuilder::new(connector)
             .capabilities(caps)
@@ -133,6 +135,32 @@ impl Browser {
             .expect("cdp command")
     }
 
+    /// Console messages of level SEVERE since the last call (errors, CSP violations, failed
+    /// loads).
+    pub async fn console_errors(&self) -> Vec<String> {
+        let v = self.client.issue_cmd(Log).await.expect("browser log");
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// A PNG of the viewport: how many distinct colours it has (1 for a blank page).
+    pub async fn screenshot_colours(&self) -> usize {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let decoder = png::Decoder::new(std::io::Cursor::new(png));
+        let mut reader = decoder.read_info().expect("a PNG");
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).expect("a frame");
+        let px = info.color_type.samples();
+        let mut colours: Vec<&[u8]> = buf[..info.buffer_size()].chunks(px).collect();
+        colours.sort_unstable();
+        colours.dedup();
+        colours.len()
+    }
+
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();
@@ -167,6 +195,29 @@ impl WebDriverCompatibleCommand for Cdp {
     fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
         let body = json!({ "cmd": self.cmd, "params": self.params }).to_string();
         (http::Method::POST, Some(body))
+    }
+}
+
+#[derive(Debug)]
+struct Log;
+
+impl WebDriverCompatibleCommand for Log {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({ "type": "browser" }).to_string()),
+        )
     }
 }
 

@@ -161,6 +161,8 @@ pub struct Proxy {
     server_thread: Option<thread::JoinHandle<()>>,
     writer: Option<smproxy::store::EventWriter>,
     pub metrics: Arc<smproxy::metrics::Metrics>,
+    /// The admin token the test configured (`None` when `extra` chose its own).
+    pub admin_token: Option<String>,
     /// The SQLite file the proxy stores events in (a fresh temporary directory per proxy).
     pub db_path: PathBuf,
     _dir: TempDir,
@@ -187,6 +189,9 @@ impl Drop for TempDir {
     }
 }
 
+/// The admin token of test proxies.
+pub const TEST_ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 /// The cookie secret of test proxies (two proxies with it accept each other's cookies).
 pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
@@ -212,11 +217,21 @@ impl Proxy {
         if !extra.contains("cookies:") {
             yaml.push_str(&format!("cookies:\n  secret: \"{TEST_SECRET}\"\n"));
         }
-        let yaml = if extra.contains("admin:") {
-            yaml.replace("admin:\n", &format!("admin:\n  listen: \"{admin}\"\n"))
+        // The admin listener always needs a token: the test's own, unless `extra` sets one.
+        let token_line = if extra.contains("token") {
+            String::new()
         } else {
-            format!("{yaml}admin:\n  listen: \"{admin}\"\n")
+            format!("  token: \"{TEST_ADMIN_TOKEN}\"\n")
         };
+        let yaml = if extra.contains("admin:") {
+            yaml.replace(
+                "admin:\n",
+                &format!("admin:\n  listen: \"{admin}\"\n{token_line}"),
+            )
+        } else {
+            format!("{yaml}admin:\n  listen: \"{admin}\"\n{token_line}")
+        };
+        let admin_token = (!token_line.is_empty()).then(|| TEST_ADMIN_TOKEN.to_string());
         let settings = smproxy::config::parse_str(&yaml)
             .unwrap_or_else(|e| panic!("test config:\n{e}\n{yaml}"));
         let opts = smproxy::server::ProcessOptions {
@@ -257,6 +272,7 @@ impl Proxy {
             server_thread: Some(server_thread),
             writer: Some(writer),
             metrics,
+            admin_token,
             db_path,
             _dir: dir,
         };
@@ -279,8 +295,15 @@ impl Proxy {
         request(&self.addr, "GET", path, &[])
     }
 
+    /// `GET path` on the admin listener with the test's token.
+    pub fn admin_get(&self, path: &str) -> Resp {
+        let token = self.admin_token.clone().unwrap_or_default();
+        let bearer = format!("Bearer {token}");
+        request(&self.admin, "GET", path, &[("Authorization", &bearer)])
+    }
+
     pub fn metrics_text(&self) -> String {
-        let r = request(&self.admin, "GET", "/metrics", &[]);
+        let r = self.admin_get("/metrics");
         String::from_utf8(r.body).unwrap()
     }
 }
