@@ -296,8 +296,17 @@ impl Metrics {
 # HELP smproxy_store_errors_total Failed store writes (the batch is retried).\n\
 # TYPE smproxy_store_errors_total counter\nsmproxy_store_errors_total {}\n\
 # HELP smproxy_event_queue_depth Events waiting for the store.\n\
-# TYPE smproxy_event_queue_depth gauge\nsmproxy_event_queue_depth {}\n",
-                st.enqueued, st.dropped, st.written, st.write_errors, st.queue_depth
+# TYPE smproxy_event_queue_depth gauge\nsmproxy_event_queue_depth {}\n\
+# HELP smproxy_store_write_seconds Time the store took to commit a batch of events.\n\
+# TYPE smproxy_store_write_seconds summary\nsmproxy_store_write_seconds_sum {}\n\
+smproxy_store_write_seconds_count {}\n",
+                st.enqueued,
+                st.dropped,
+                st.written,
+                st.write_errors,
+                st.queue_depth,
+                st.batch_micros as f64 / 1e6,
+                st.batches
             );
         }
         let _ = writeln!(

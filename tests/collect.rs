@@ -453,4 +453,12 @@ fn the_admin_api_counts_what_the_beacons_stored() {
     assert_eq!(status["sites"][0]["detected"], true, "{status}");
     // Without the token, nothing.
     assert_eq!(request(&p.admin, "GET", "/api/stats", &[]).status, 401);
+    // The store's write latency is exported.
+    let m = p.metrics_text();
+    let batches: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("smproxy_store_write_seconds_count "))
+        .and_then(|v| v.parse().ok())
+        .expect("write latency count");
+    assert!(batches >= 1, "{m}");
 }

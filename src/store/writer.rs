@@ -59,6 +59,10 @@ pub struct WriterStats {
     pub abandoned: u64,
     /// Events waiting in the queue now.
     pub queue_depth: u64,
+    /// Successful `insert_batch` calls, and the time they took in total (microseconds):
+    /// the store's write latency.
+    pub batches: u64,
+    pub batch_micros: u64,
 }
 
 /// What travels through the channel. Events are boxed so the channel's preallocated ring
@@ -84,6 +88,8 @@ struct Shared {
     written: AtomicU64,
     write_errors: AtomicU64,
     abandoned: AtomicU64,
+    batches: AtomicU64,
+    batch_micros: AtomicU64,
 }
 
 /// The request path's handle: cheap to clone, `try_enqueue` never blocks and never does I/O.
@@ -164,6 +170,8 @@ impl EventQueue {
             write_errors: self.write_errors(),
             abandoned: self.abandoned(),
             queue_depth: self.queue_depth(),
+            batches: self.shared.batches.load(Ordering::Relaxed),
+            batch_micros: self.shared.batch_micros.load(Ordering::Relaxed),
         }
     }
 }
@@ -196,6 +204,8 @@ impl EventWriter {
             written: AtomicU64::new(0),
             write_errors: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            batch_micros: AtomicU64::new(0),
         });
         let worker = Worker {
             rx,
@@ -304,9 +314,13 @@ impl Worker {
         let mut backoff = self.config.retry_backoff;
         let mut retries = 0;
         loop {
+            let started = std::time::Instant::now();
             match self.store.insert_batch(batch) {
                 Ok(n) => {
                     s.written.fetch_add(n as u64, Ordering::Relaxed);
+                    s.batches.fetch_add(1, Ordering::Relaxed);
+                    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    s.batch_micros.fetch_add(micros, Ordering::Relaxed);
                     return;
                 }
                 Err(err) => {
