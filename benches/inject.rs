@@ -2,7 +2,10 @@
 //! proxy receives them. Three rows per chunk size, so the cost of each layer reads directly:
 //! - `copy`: the chunks copied to an output buffer (the floor of any body filter);
 //! - `lol_html`: lol_html's streaming parser with no handlers (the cost of parsing at all);
-//! - `injector`: smproxy's [`Injector`] (parsing, script scanning, injection).
+//! - `injector`: smproxy's [`Injector`] (parsing up to `</head>`, script scanning, injection,
+//!   then the fast path for the rest of the page);
+//! - `injector_parsing_everything`: the same injector with lol_html parsing every byte (what
+//!   the fast path saves).
 //!
 //! Results are bytes of input per second over the whole corpus. Run with `cargo bench`;
 //! `SMPROXY_CORPUS` points at another directory of `.html` files.
@@ -19,7 +22,7 @@ use lol_html::send::{HtmlRewriter, Settings};
 use smproxy::collect::tracker::Tracker;
 use smproxy::config::{Duplicates, Position};
 use smproxy::inject::charset::{rewriting_encoding, Charset};
-use smproxy::inject::injector::rewrite_all;
+use smproxy::inject::injector::{rewrite_all, rewrite_all_parsing_everything};
 use smproxy::inject::InjectorOptions;
 use smproxy::snippet::Snippet;
 
@@ -120,6 +123,21 @@ fn inject(c: &mut Criterion) {
                     .sum::<usize>()
             })
         });
+        group.bench_function(
+            BenchmarkId::from_parameter("injector_parsing_everything"),
+            |b| {
+                b.iter(|| {
+                    pages
+                        .iter()
+                        .map(|p| {
+                            rewrite_all_parsing_everything(opts.clone(), p, chunk)
+                                .0
+                                .len()
+                        })
+                        .sum::<usize>()
+                })
+            },
+        );
         group.finish();
     }
 }

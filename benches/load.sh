@@ -145,7 +145,7 @@ start_nginx() {
     PORT[$name]=$port
     mkdir -p "$prefix/conf" "$prefix/logs" "$prefix/tmp"
 
-    local location upstream="" user=""
+    local location upstream="" user="" beacon_location=""
     # nginx started as root would run its worker as nobody, who cannot read the temp dir.
     if [ "$(id -u)" = 0 ]; then user="user root;"; fi
     case $role in
@@ -167,6 +167,11 @@ start_nginx() {
             proxy_set_header Accept-Encoding \"\";
             sub_filter '</head>' \"$snippet_nginx</head>\";
             sub_filter_once on;"
+                # The beacon workload's counterpart: a bare 204 with a visitor cookie.
+                beacon_location="location = /_sm/collect {
+            add_header Set-Cookie \"smuuid=0b7c2f7e-3f7a-4c59-9d0e-6f1a2b3c4d5e; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly\" always;
+            return 204;
+        }"
             fi ;;
     esac
 
@@ -199,6 +204,7 @@ http {
         location / {
             $location
         }
+        $beacon_location
     }
 }
 EOF
@@ -229,6 +235,8 @@ sites:
     upstream: "127.0.0.1:${PORT[origin]}"
 inject:
   enabled: $inject
+collect:
+  rate_per_minute: 0
 admin:
   listen: "127.0.0.1:$admin"
 store:
@@ -269,15 +277,18 @@ run_wrk() {
         median)   conns=$CONNS;     url="http://127.0.0.1:${PORT[$name]}$median_path" ;;
         rotation) conns=$CONNS;     url="http://127.0.0.1:${PORT[$name]}/"; paths=$tmp/paths.txt ;;
         c1000)    conns=$MEM_CONNS; url="http://127.0.0.1:${PORT[$name]}$median_path" ;;
+        beacon)   conns=$CONNS;     url="http://127.0.0.1:${PORT[$name]}/_sm/collect" ;;
     esac
+    local beacon=""
+    [ "$workload" = beacon ] && beacon=1
     local wrk_cmd=(taskset -c "$GEN_CPU" wrk -t 1 -c "$conns" --timeout 10s --latency -s "$helpers/wrk.lua")
 
-    WRK_PATHS=$paths "${wrk_cmd[@]}" -d "${WARMUP}s" "$url" >/dev/null
+    WRK_PATHS=$paths WRK_BEACON=$beacon "${wrk_cmd[@]}" -d "${WARMUP}s" "$url" >/dev/null
     # Reset the peak RSS (VmHWM) so that it reflects this run only.
     echo 5 >"/proc/$wpid/clear_refs" 2>/dev/null || true
     local t0 t1 out
     t0=$(cpu_ticks "$wpid")
-    out=$(WRK_PATHS=$paths "${wrk_cmd[@]}" -d "${DURATION}s" "$url")
+    out=$(WRK_PATHS=$paths WRK_BEACON=$beacon "${wrk_cmd[@]}" -d "${DURATION}s" "$url")
     t1=$(cpu_ticks "$wpid")
     printf '%s\n' "$out" >"$tmp/logs/wrk-$name-$workload-$rep.txt"
 
@@ -403,6 +414,7 @@ for rep in $(seq "$REPEATS"); do
         run_wrk "$name" median "$rep"
         run_wrk "$name" rotation "$rep"
         run_wrk "$name" c1000 "$rep"
+        case $name in nginx-subfilter|smproxy-inject) run_wrk "$name" beacon "$rep" ;; esac
         stop_server "$name"
     done
 done

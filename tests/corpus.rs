@@ -92,3 +92,67 @@ fn every_corpus_page_at_random_chunk_sizes_gives_the_same_output() {
         }
     }
 }
+
+/// Codes and look-alikes put at random places of the corpus pages (inside tags, scripts,
+/// comments, attribute values as it falls): the injector with its fast path after `</head>`
+/// must give the page and the outcome that parsing every byte gives, in any chunking.
+#[test]
+fn codes_at_random_places_give_what_parsing_everything_gives() {
+    use smproxy::inject::injector::rewrite_all_parsing_everything;
+    const INSERTS: [&str; 9] = [
+        "<script>var _smid = 'other'; w['SalesmanagoObject'] = r;</script>",
+        "<script>var _smid = \"testclient\";</script>",
+        "<script src=\"https://cdn.example/static/sm.js\"></script>",
+        "<SCRIPT SRC='/_sm/sm.js?v=1' async></SCRIPT>",
+        "<script type=\"text/javascript\">if (window._smid) {}</script>",
+        "<!-- <script>var _smid='c';</script> -->",
+        "<svg><script>var _smid = 's';</script></svg>",
+        "_smid",
+        "<script>",
+    ];
+    let snippet = snippet();
+    let seeds: u64 = std::env::var("SMPROXY_STRESS_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let pages = corpus_pages();
+    let mut restarted_pages = 0;
+    for seed in 0..seeds {
+        let mut rng = fastrand::Rng::with_seed(0xfa57 + seed);
+        for (name, page) in &pages {
+            let mut input = page.clone();
+            let inserts = rng.usize(1..=3);
+            for _ in 0..inserts {
+                let at = rng.usize(..=input.len());
+                let what = INSERTS[rng.usize(..INSERTS.len())];
+                input.splice(at..at, what.bytes());
+            }
+            for dup in [Duplicates::Remove, Duplicates::Keep] {
+                let mut o = opts(&snippet);
+                o.duplicates = dup;
+                let (expected, outcome) =
+                    rewrite_all_parsing_everything(o.clone(), &input, input.len());
+                for round in 0..3 {
+                    let size = match round {
+                        0 => input.len(),
+                        1 => rng.usize(1..=4096),
+                        _ => rng.usize(1..=64),
+                    };
+                    let (out, oc) = rewrite_all(o.clone(), &input, size);
+                    assert!(
+                        out == expected,
+                        "{name}: {dup:?}, chunks of {size}: not what parsing everything gives"
+                    );
+                    assert_eq!(oc, outcome, "{name}: {dup:?}, chunks of {size}");
+                }
+                if outcome.duplicates_removed + outcome.duplicates_kept > 0 {
+                    restarted_pages += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        restarted_pages > 100,
+        "codes found on {restarted_pages} pages"
+    );
+}

@@ -20,6 +20,9 @@ WORKLOADS = [
     ("rotation", "rotation, all pages"),
     ("c1000", "median page, 1,000 conns"),
 ]
+# Beacons: smproxy's collect endpoint (validation, cookie, event queued for SQLite) beside nginx
+# answering `return 204` with a `Set-Cookie` (in the sub_filter server's config).
+BEACON = ("beacon", "beacons (nginx: return 204 + Set-Cookie)")
 
 
 def read(path):
@@ -48,7 +51,7 @@ def main():
     w("| server | workload | req/s | p50 ms | p99 ms | CPU µs/req | CPU busy % | peak RSS MB | KB/resp | errors |")
     w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s, sname in SERVERS:
-        for wl, wname in WORKLOADS:
+        for wl, wname in WORKLOADS + [BEACON]:
             rs = runs_of(s, wl)
             if not rs:
                 continue
@@ -101,6 +104,12 @@ def main():
     ]:
         cells = [f"{ratio(m(a, wl, key), m(b, wl, key)):.2f}×" for wl, _ in WORKLOADS]
         w(f"| {label} | " + " | ".join(cells) + " |")
+    if runs_of("smproxy-inject", "beacon") and runs_of("nginx-subfilter", "beacon"):
+        w("")
+        rps = ratio(m("smproxy-inject", "beacon", "rps"), m("nginx-subfilter", "beacon", "rps"))
+        cpu = ratio(m("smproxy-inject", "beacon", "cpu_us_per_req"),
+                    m("nginx-subfilter", "beacon", "cpu_us_per_req"))
+        w(f"Beacons: smproxy collect ÷ nginx `return 204`: req/s {rps:.2f}×, CPU µs/req {cpu:.2f}×.")
     if "smproxy-inject" in per_k and "nginx-proxy" in per_k:
         w("")
         w(f"RSS per 1,000 keep-alive conns: smproxy inject {per_k['smproxy-inject']:.1f} MB, "

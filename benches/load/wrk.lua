@@ -9,6 +9,18 @@
 
 local paths_file = os.getenv("WRK_PATHS")
 
+-- With WRK_BEACON=1: the tracker's page-view beacon, as `navigator.sendBeacon` posts it, from a
+-- first visit (no cookies, so the answer sets one).
+if os.getenv("WRK_BEACON") == "1" then
+  wrk.method = "POST"
+  wrk.body = '{"type":"pageview","url":"http://127.0.0.1/p/page.html","referrer":"",' ..
+    '"title":"A page","screen":"1920x1080","lang":"en-GB"}'
+  wrk.headers["Content-Type"] = "text/plain;charset=UTF-8"
+  wrk.headers["Origin"] = "http://127.0.0.1"
+  wrk.headers["User-Agent"] =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+end
+
 if paths_file and paths_file ~= "" then
   local reqs, n, i = {}, 0, 0
 

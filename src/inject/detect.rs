@@ -10,29 +10,29 @@ static SMOBJ: LazyLock<memmem::Finder<'static>> =
 
 /// Whether a `<script type=...>` is one a browser runs (a JSON or template block is not code).
 pub fn is_executable_type(type_attr: Option<&str>) -> bool {
+    const EXECUTABLE: [&str; 18] = [
+        "",
+        "module",
+        "text/javascript",
+        "application/javascript",
+        "application/ecmascript",
+        "application/x-javascript",
+        "application/x-ecmascript",
+        "text/ecmascript",
+        "text/jscript",
+        "text/x-javascript",
+        "text/x-ecmascript",
+        "text/livescript",
+        "text/javascript1.0",
+        "text/javascript1.1",
+        "text/javascript1.2",
+        "text/javascript1.3",
+        "text/javascript1.4",
+        "text/javascript1.5",
+    ];
     let Some(t) = type_attr else { return true };
-    let t = t.trim().to_ascii_lowercase();
-    let mime = t.split(';').next().unwrap_or("").trim();
-    matches!(
-        mime,
-        "" | "module"
-            | "text/javascript"
-            | "application/javascript"
-            | "application/ecmascript"
-            | "application/x-javascript"
-            | "application/x-ecmascript"
-            | "text/ecmascript"
-            | "text/jscript"
-            | "text/x-javascript"
-            | "text/x-ecmascript"
-            | "text/livescript"
-            | "text/javascript1.0"
-            | "text/javascript1.1"
-            | "text/javascript1.2"
-            | "text/javascript1.3"
-            | "text/javascript1.4"
-            | "text/javascript1.5"
-    )
+    let mime = t.trim().split(';').next().unwrap_or("").trim();
+    EXECUTABLE.iter().any(|e| mime.eq_ignore_ascii_case(e))
 }
 
 /// Whether a script `src` loads the vendor's loader or our tracker.
@@ -40,9 +40,10 @@ pub fn is_code_src(src: &str, tracker_path: &str) -> bool {
     let src = src.trim();
     let end = src.find(['?', '#']).unwrap_or(src.len());
     let without_query = &src[..end];
-    if without_query
-        .to_ascii_lowercase()
-        .ends_with("/static/sm.js")
+    const LOADER: &[u8] = b"/static/sm.js";
+    let bytes = without_query.as_bytes();
+    if bytes.len() >= LOADER.len()
+        && bytes[bytes.len() - LOADER.len()..].eq_ignore_ascii_case(LOADER)
     {
         return true;
     }
@@ -185,7 +186,12 @@ impl TextScanner {
             while !joined.is_char_boundary(start) {
                 start += 1;
             }
-            self.carry = joined[start..].to_string();
+            // In place: the carry is reused from chunk to chunk.
+            if self.carry.is_empty() {
+                self.carry.push_str(&chunk[start..]);
+            } else {
+                self.carry.drain(..start);
+            }
         }
     }
 

@@ -7,26 +7,35 @@
 //! be the cause of a double count.
 //!
 //! Removing an inline duplicate needs its whole text before deciding, so once a code is in the
-//! page the text of later scripts that mention a marker early (within [`HOLD_PROBE`] bytes) is
+//! page the text of later scripts that name a marker in their first [`HOLD_PROBE`] bytes is
 //! held (up to [`SCRIPT_HOLD_LIMIT`]) and given back unchanged unless it turns out to be a code.
 //! Other scripts, and every script before a code is found, are only scanned.
+//!
+//! Once a code is in the page at the end of `</head>` (the usual case: ours, just injected),
+//! the rest of the page is not parsed unless it names a marker (see [`super::tail`]). To hand
+//! over in a known parser state, the input is cut right after each possible `</head ...>` before
+//! it reaches lol_html; [`Injector::parsing_everything`] is the same rewriter without the fast
+//! path, which the tests compare it with.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::borrow::Cow;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
-use lol_html::html_content::ContentType;
-use lol_html::send::{HtmlRewriter, Settings};
-use lol_html::{bail_out, element, end, end_tag, text, MemorySettings, OutputSink};
+use lol_html::html_content::{ContentType, TextChunk};
+use lol_html::send::{Element, ElementContentHandlers, HtmlRewriter, Settings};
+use lol_html::{bail_out, end, end_tag, MemorySettings, OutputSink, Selector};
 
 use super::charset::{has_utf16_bom, rewriting_encoding, Charset};
 use super::detect::{self, TextScanner};
+use super::tail::{Kept, Tail};
 use crate::config::{Duplicates, Position};
 
 /// Longest script text held back to decide whether it is a duplicate code. The vendor's loader
 /// is about 500 bytes; a longer script is given back as it streams and only scanned.
 pub const SCRIPT_HOLD_LIMIT: usize = 16 * 1024;
 
-/// A held script whose first bytes name no marker is released at once (see the text handler).
+/// A held script whose first `HOLD_PROBE` bytes name no marker is released at once (see the
+/// text handler).
 pub const HOLD_PROBE: usize = 512;
 
 /// Where the snippet went.
@@ -74,8 +83,59 @@ pub struct InjectorOptions {
 
 struct ScriptScan {
     hold: bool,
+    /// Where the start tag ended: text that does not begin there (after a comment, in SVG) is
+    /// never held.
+    tag_end: usize,
+    /// A text chunk of this script was seen.
+    seen_text: bool,
     held: String,
     scanner: TextScanner,
+}
+
+/// Drops the start of a restarted rewriter's output, which repeats bytes already sent, after
+/// checking that it does.
+struct Skip {
+    expect: Vec<Bytes>,
+    idx: usize,
+    off: usize,
+    left: usize,
+    diverged: bool,
+}
+
+impl Skip {
+    fn new(expect: Vec<Bytes>, len: usize) -> Self {
+        Skip {
+            expect,
+            idx: 0,
+            off: 0,
+            left: len,
+            diverged: false,
+        }
+    }
+
+    /// Consumes the part of `chunk` that repeats sent bytes; returns the rest.
+    fn consume<'a>(&mut self, mut chunk: &'a [u8]) -> &'a [u8] {
+        while self.left > 0 && !chunk.is_empty() && !self.diverged {
+            let e = &self.expect[self.idx][self.off..];
+            let n = e.len().min(chunk.len());
+            if e[..n] != chunk[..n] {
+                self.diverged = true;
+                break;
+            }
+            chunk = &chunk[n..];
+            self.left -= n;
+            self.off += n;
+            if self.off == self.expect[self.idx].len() {
+                self.idx += 1;
+                self.off = 0;
+            }
+        }
+        if self.diverged {
+            &[]
+        } else {
+            chunk
+        }
+    }
 }
 
 #[derive(Default)]
@@ -85,6 +145,12 @@ struct State {
     code_present: bool,
     script: Option<ScriptScan>,
     outcome: Outcome,
+    /// Where the parser found the end of `</head>`, in bytes of its input.
+    head_end_at: Option<usize>,
+    /// An `<svg>` or `<math>` start tag was seen (the parser may be in foreign content).
+    foreign: bool,
+    /// Output of a restarted rewriter still to be dropped.
+    skip: Option<Skip>,
 }
 
 enum Verdict {
@@ -121,6 +187,21 @@ impl State {
             Verdict::Keep
         }
     }
+
+    /// Output, less what a restarted rewriter repeats.
+    fn emit(&mut self, chunk: &[u8]) {
+        let rest = match self.skip.as_mut() {
+            Some(skip) => {
+                let rest = skip.consume(chunk);
+                if skip.left == 0 {
+                    self.skip = None;
+                }
+                rest
+            }
+            None => chunk,
+        };
+        self.out.extend_from_slice(rest);
+    }
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -134,195 +215,343 @@ struct Sink(Shared);
 
 impl OutputSink for Sink {
     fn handle_chunk(&mut self, chunk: &[u8]) {
-        lock(&self.0).out.extend_from_slice(chunk);
+        lock(&self.0).emit(chunk);
     }
+}
+
+/// Whether the first `HOLD_PROBE` bytes of `held` followed by `s` name a marker (so the
+/// answer does not depend on where the parser cut the text).
+fn probe_names_marker(held: &str, s: &str) -> bool {
+    let take = HOLD_PROBE.saturating_sub(held.len()).min(s.len());
+    if held.is_empty() {
+        return detect::mentions_marker(&s.as_bytes()[..take]);
+    }
+    let mut window = Vec::with_capacity(held.len() + take);
+    window.extend_from_slice(held.as_bytes());
+    window.extend_from_slice(&s.as_bytes()[..take]);
+    detect::mentions_marker(&window)
+}
+
+static SCRIPT: LazyLock<Selector> = LazyLock::new(|| parse_selector("script"));
+static HEAD: LazyLock<Selector> = LazyLock::new(|| parse_selector("head"));
+static BODY: LazyLock<Selector> = LazyLock::new(|| parse_selector("body"));
+static FOREIGN: LazyLock<Selector> = LazyLock::new(|| parse_selector("svg, math"));
+
+fn parse_selector(s: &str) -> Selector {
+    s.parse().expect("a valid selector")
+}
+
+fn rewriter(opts: &InjectorOptions, shared: &Shared) -> HtmlRewriter<'static, Sink> {
+    let dup = opts.duplicates;
+    let tracker_path = opts.tracker_path.clone();
+    let client_id = opts.client_id.clone();
+
+    let sh = shared.clone();
+    let script_start = move |el: &mut Element<'_, '_>| {
+        let mut st = lock(&sh);
+        st.script = None;
+        if !detect::is_executable_type(el.get_attribute("type").as_deref()) {
+            return Ok(());
+        }
+        if let Some(src) = el.get_attribute("src") {
+            // A script with src runs the file, never its own text.
+            if detect::is_code_src(&src, &tracker_path) {
+                if let Verdict::Remove = st.code_found(dup, true) {
+                    el.remove();
+                }
+            }
+            return Ok(());
+        }
+        let hold = st.removal_possible(dup);
+        st.script = Some(ScriptScan {
+            hold,
+            tag_end: el.source_location().bytes().end,
+            seen_text: false,
+            held: String::new(),
+            scanner: TextScanner::default(),
+        });
+        Ok(())
+    };
+
+    let sh = shared.clone();
+    let script_text = move |t: &mut TextChunk<'_>| {
+        let mut st = lock(&sh);
+        let Some(scan) = st.script.as_mut() else {
+            return Ok(());
+        };
+        let s = t.as_str();
+        if !scan.seen_text {
+            scan.seen_text = true;
+            // Only text that starts right after the start tag is held: a code is plain script
+            // text, and the fast path relies on where the held bytes can be.
+            if t.source_location().bytes().start != scan.tag_end {
+                scan.hold = false;
+            }
+        }
+        if scan.hold {
+            // The vendor's code sets `_smid` in its first line: a script whose first
+            // HOLD_PROBE bytes name neither marker is not a code we could remove, and goes
+            // through as it streams, without a copy.
+            let probe_clear = scan.held.len() < HOLD_PROBE
+                && scan.held.len() + s.len() >= HOLD_PROBE
+                && !probe_names_marker(&scan.held, s);
+            if probe_clear || scan.held.len() + s.len() > SCRIPT_HOLD_LIMIT {
+                scan.hold = false;
+                let held = std::mem::take(&mut scan.held);
+                scan.scanner.feed(&held);
+                scan.scanner.feed(s);
+                if !held.is_empty() {
+                    t.before(&held, ContentType::Html);
+                }
+            } else {
+                scan.held.push_str(s);
+                t.remove();
+            }
+        } else {
+            scan.scanner.feed(s);
+        }
+        if !t.last_in_text_node() {
+            return Ok(());
+        }
+        let Some(mut scan) = st.script.take() else {
+            return Ok(());
+        };
+        let (is_code, their_id) = if scan.hold {
+            let text = scan.held.as_bytes();
+            (
+                detect::text_sets_code(text, true),
+                detect::assigned_client_id(text),
+            )
+        } else {
+            (scan.scanner.finish(), scan.scanner.client_id())
+        };
+        if is_code && their_id.is_some_and(|id| id != &*client_id) {
+            st.outcome.foreign_client_ids += 1;
+        }
+        let verdict = if is_code {
+            st.code_found(dup, scan.hold)
+        } else {
+            Verdict::Keep
+        };
+        if let (Verdict::Keep, true) = (verdict, scan.hold) {
+            if !scan.held.is_empty() {
+                t.replace(&scan.held, ContentType::Html);
+            }
+        }
+        Ok(())
+    };
+
+    let script = ElementContentHandlers::default()
+        .element(script_start)
+        .text(script_text);
+
+    // The end of `</head>` is recorded whatever the position: it is where the fast path can
+    // take over.
+    let sh = shared.clone();
+    let snippet = opts.snippet.clone();
+    let at_head = opts.position == Position::HeadEnd;
+    let head = ElementContentHandlers::default().element(move |el: &mut Element<'_, '_>| {
+        let sh = sh.clone();
+        let snippet = snippet.clone();
+        el.on_end_tag(end_tag!(move |end| {
+            let mut st = lock(&sh);
+            if at_head && st.may_inject() {
+                end.before(&snippet, ContentType::Html);
+                st.injected(Anchor::HeadEnd);
+            }
+            st.head_end_at = Some(end.source_location().bytes().end);
+            Ok(())
+        }))
+    });
+
+    // </body> is the anchor for body_end, and the fallback for head_end when </head> is
+    // omitted (legal HTML); then the document end.
+    let sh = shared.clone();
+    let snippet = opts.snippet.clone();
+    let body = ElementContentHandlers::default().element(move |el: &mut Element<'_, '_>| {
+        let sh = sh.clone();
+        let snippet = snippet.clone();
+        el.on_end_tag(end_tag!(move |end| {
+            let mut st = lock(&sh);
+            if st.may_inject() {
+                end.before(&snippet, ContentType::Html);
+                st.injected(Anchor::BodyEnd);
+            }
+            Ok(())
+        }))
+    });
+
+    let sh = shared.clone();
+    let foreign = ElementContentHandlers::default().element(move |_el: &mut Element<'_, '_>| {
+        lock(&sh).foreign = true;
+        Ok(())
+    });
+
+    let sh = shared.clone();
+    let snippet = opts.snippet.clone();
+    let document_end = end!(move |end| {
+        let inject = {
+            let mut st = lock(&sh);
+            let may = st.may_inject();
+            if may {
+                st.injected(Anchor::DocumentEnd);
+            }
+            may
+        };
+        // DocumentEnd writes straight to the sink, which takes the lock: release it first.
+        if inject {
+            end.append(&snippet, ContentType::Html);
+        }
+        Ok(())
+    });
+
+    let sh = shared.clone();
+    let bail = bail_out!(move |_err, bail| {
+        // Held script text precedes the input that lol_html flushes raw after this.
+        let held = lock(&sh).script.take().filter(|s| s.hold).map(|s| s.held);
+        // BailOut writes straight to the sink, which takes the lock: released above.
+        if let Some(held) = held.filter(|h| !h.is_empty()) {
+            bail.append(&held, ContentType::Html);
+        }
+    });
+
+    let settings = Settings::new_send()
+        .with_strict(false)
+        .with_encoding(rewriting_encoding())
+        .with_graceful_bail_out_on_content_handler_error(true)
+        .with_memory_settings(
+            MemorySettings::new()
+                .with_max_allowed_memory_usage(opts.max_buffer_bytes)
+                .with_graceful_bail_out_on_memory_limit_exceeded(true),
+        )
+        .append_element_content_handler((Cow::Borrowed(&*SCRIPT), script))
+        .append_element_content_handler((Cow::Borrowed(&*HEAD), head))
+        .append_element_content_handler((Cow::Borrowed(&*BODY), body))
+        .append_element_content_handler((Cow::Borrowed(&*FOREIGN), foreign))
+        .append_document_content_handler(document_end)
+        .append_bail_out_handler(bail);
+    HtmlRewriter::new(settings, Sink(shared.clone()))
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t' | b'\x0C')
+}
+
+/// Finds where a `</head>` end tag may end, so the parser can be stopped right there and the
+/// fast path take over from a known state.
+#[derive(Default)]
+struct HeadCut {
+    /// Bytes of `</head` matched; 7: a space or `/` followed, the tag ends at the next `>`.
+    matched: usize,
+}
+
+impl HeadCut {
+    /// The index just past the next possible end of `</head>` in `s`.
+    fn next(&mut self, s: &[u8]) -> Option<usize> {
+        const NAME: &[u8] = b"</head";
+        let mut i = 0;
+        while i < s.len() {
+            match self.matched {
+                0 => {
+                    let j = memchr::memchr(b'<', &s[i..])?;
+                    i += j + 1;
+                    self.matched = 1;
+                }
+                7 => {
+                    let j = memchr::memchr(b'>', &s[i..])?;
+                    self.matched = 0;
+                    return Some(i + j + 1);
+                }
+                6 => {
+                    let b = s[i];
+                    if b == b'>' {
+                        self.matched = 0;
+                        return Some(i + 1);
+                    } else if is_space(b) || b == b'/' {
+                        self.matched = 7;
+                        i += 1;
+                    } else {
+                        // `</header`: read this byte again from the start.
+                        self.matched = 0;
+                    }
+                }
+                n => {
+                    if s[i].to_ascii_lowercase() == NAME[n] {
+                        self.matched += 1;
+                        i += 1;
+                    } else {
+                        self.matched = 0;
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+enum Mode {
+    /// lol_html parses every byte.
+    Parse(Box<HtmlRewriter<'static, Sink>>),
+    /// After `</head>`: bytes pass through until a marker appears.
+    Tail(Box<Tail>),
+    /// Nothing more to do: the rest passes through unchanged.
+    Pass,
+}
+
+/// What the end of `</head>` means for the fast path.
+enum HeadEnd {
+    NotYet,
+    /// A code is in and the parser state is known: the fast path takes over.
+    Tail,
+    /// Went by otherwise: the page is parsed to its end.
+    Passed,
 }
 
 /// One response body being rewritten. Not `Sync` (lol_html's rewriter is only `Send`).
 pub struct Injector {
-    rewriter: Option<HtmlRewriter<'static, Sink>>,
+    mode: Mode,
     shared: Shared,
+    opts: InjectorOptions,
     started: bool,
+    /// Bytes given to the current rewriter.
+    fed: usize,
+    /// Looking for the end of `</head>` to hand over to the fast path.
+    head_cut: Option<HeadCut>,
+    /// After a restart, until its output has caught up: the input from the first byte not
+    /// sent before, to send as is should the restart not repeat what was sent.
+    since_sent: Option<Vec<Bytes>>,
 }
 
 impl Injector {
     pub fn new(opts: InjectorOptions) -> Self {
+        Self::build(opts, true)
+    }
+
+    /// An injector that parses every byte of the page (no fast path after `</head>`): the
+    /// reference the fast path is compared with in tests and benchmarks.
+    pub fn parsing_everything(opts: InjectorOptions) -> Self {
+        Self::build(opts, false)
+    }
+
+    fn build(opts: InjectorOptions, fast: bool) -> Self {
         let shared: Shared = Arc::new(Mutex::new(State::default()));
-        if opts.charset == Charset::Unsupported {
-            let mut st = lock(&shared);
-            st.outcome.unsupported_charset = true;
-            drop(st);
-            return Injector {
-                rewriter: None,
-                shared,
-                started: true,
-            };
-        }
-
-        let dup = opts.duplicates;
-        let tracker_path = opts.tracker_path.clone();
-        let client_id = opts.client_id.clone();
-
-        let sh = shared.clone();
-        let script_start = element!("script", move |el| {
-            let mut st = lock(&sh);
-            st.script = None;
-            if !detect::is_executable_type(el.get_attribute("type").as_deref()) {
-                return Ok(());
-            }
-            if let Some(src) = el.get_attribute("src") {
-                // A script with src runs the file, never its own text.
-                if detect::is_code_src(&src, &tracker_path) {
-                    if let Verdict::Remove = st.code_found(dup, true) {
-                        el.remove();
-                    }
-                }
-                return Ok(());
-            }
-            let hold = st.removal_possible(dup);
-            st.script = Some(ScriptScan {
-                hold,
-                held: String::new(),
-                scanner: TextScanner::default(),
-            });
-            Ok(())
-        });
-
-        let sh = shared.clone();
-        let script_text = text!("script", move |t| {
-            let mut st = lock(&sh);
-            let Some(scan) = st.script.as_mut() else {
-                return Ok(());
-            };
-            let s = t.as_str();
-            if scan.hold {
-                // The vendor's code sets `_smid` in its first line: a script whose first
-                // HOLD_PROBE bytes name neither marker is not a code we could remove, and goes
-                // through as it streams, without a copy.
-                let probe_clear = {
-                    let held = scan.held.as_bytes();
-                    let take = (HOLD_PROBE + 32).saturating_sub(held.len()).min(s.len());
-                    held.len() + s.len() >= HOLD_PROBE
-                        && !detect::mentions_marker(held)
-                        && !detect::mentions_marker(&s.as_bytes()[..take])
-                };
-                if probe_clear || scan.held.len() + s.len() > SCRIPT_HOLD_LIMIT {
-                    scan.hold = false;
-                    let held = std::mem::take(&mut scan.held);
-                    scan.scanner.feed(&held);
-                    scan.scanner.feed(s);
-                    if !held.is_empty() {
-                        t.before(&held, ContentType::Html);
-                    }
-                } else {
-                    scan.held.push_str(s);
-                    t.remove();
-                }
-            } else {
-                scan.scanner.feed(s);
-            }
-            if !t.last_in_text_node() {
-                return Ok(());
-            }
-            let Some(mut scan) = st.script.take() else {
-                return Ok(());
-            };
-            let (is_code, their_id) = if scan.hold {
-                let text = scan.held.as_bytes();
-                (
-                    detect::text_sets_code(text, true),
-                    detect::assigned_client_id(text),
-                )
-            } else {
-                (scan.scanner.finish(), scan.scanner.client_id())
-            };
-            if is_code && their_id.is_some_and(|id| id != &*client_id) {
-                st.outcome.foreign_client_ids += 1;
-            }
-            let verdict = if is_code {
-                st.code_found(dup, scan.hold)
-            } else {
-                Verdict::Keep
-            };
-            if let (Verdict::Keep, true) = (verdict, scan.hold) {
-                if !scan.held.is_empty() {
-                    t.replace(&scan.held, ContentType::Html);
-                }
-            }
-            Ok(())
-        });
-
-        let anchor_handler = |sh: Shared, snippet: Arc<str>, at: Anchor| {
-            move |el: &mut lol_html::send::Element<'_, '_>| {
-                let sh = sh.clone();
-                let snippet = snippet.clone();
-                el.on_end_tag(end_tag!(move |end| {
-                    let mut st = lock(&sh);
-                    if st.may_inject() {
-                        end.before(&snippet, ContentType::Html);
-                        st.injected(at);
-                    }
-                    Ok(())
-                }))
-            }
-        };
-
-        let mut settings = Settings::new_send()
-            .with_strict(false)
-            .with_encoding(rewriting_encoding())
-            .with_graceful_bail_out_on_content_handler_error(true)
-            .with_memory_settings(
-                MemorySettings::new()
-                    .with_max_allowed_memory_usage(opts.max_buffer_bytes)
-                    .with_graceful_bail_out_on_memory_limit_exceeded(true),
-            )
-            .append_element_content_handler(script_start)
-            .append_element_content_handler(script_text);
-        if opts.position == Position::HeadEnd {
-            settings = settings.append_element_content_handler(element!(
-                "head",
-                anchor_handler(shared.clone(), opts.snippet.clone(), Anchor::HeadEnd)
-            ));
-        }
-        // </body> is the anchor for body_end, and the fallback for head_end when </head> is
-        // omitted (legal HTML); then the document end.
-        settings = settings.append_element_content_handler(element!(
-            "body",
-            anchor_handler(shared.clone(), opts.snippet.clone(), Anchor::BodyEnd)
-        ));
-        let sh = shared.clone();
-        let snippet = opts.snippet.clone();
-        settings = settings.append_document_content_handler(end!(move |end| {
-            let inject = {
-                let mut st = lock(&sh);
-                let may = st.may_inject();
-                if may {
-                    st.injected(Anchor::DocumentEnd);
-                }
-                may
-            };
-            // DocumentEnd writes straight to the sink, which takes the lock: release it first.
-            if inject {
-                end.append(&snippet, ContentType::Html);
-            }
-            Ok(())
-        }));
-        let sh = shared.clone();
-        settings = settings.append_bail_out_handler(bail_out!(move |_err, bail| {
-            // Held script text precedes the input that lol_html flushes raw after this.
-            let held = lock(&sh).script.take().filter(|s| s.hold).map(|s| s.held);
-            // BailOut writes straight to the sink, which takes the lock: released above.
-            if let Some(held) = held.filter(|h| !h.is_empty()) {
-                bail.append(&held, ContentType::Html);
-            }
-        }));
-
-        let rewriter = HtmlRewriter::new(settings, Sink(shared.clone()));
-        Injector {
-            rewriter: Some(rewriter),
+        let mut inj = Injector {
+            mode: Mode::Pass,
             shared,
+            opts,
             started: false,
+            fed: 0,
+            head_cut: None,
+            since_sent: None,
+        };
+        if inj.opts.charset == Charset::Unsupported {
+            lock(&inj.shared).outcome.unsupported_charset = true;
+            inj.started = true;
+        } else {
+            inj.mode = Mode::Parse(Box::new(rewriter(&inj.opts, &inj.shared)));
+            inj.head_cut = fast.then(HeadCut::default);
         }
+        inj
     }
 
     /// Rewrites one chunk; returns what can be sent now (possibly empty).
@@ -332,44 +561,220 @@ impl Injector {
         if !self.started && !chunk.is_empty() {
             self.started = true;
             if has_utf16_bom(&chunk) {
-                self.rewriter = None;
+                self.mode = Mode::Pass;
+                self.head_cut = None;
                 lock(&self.shared).outcome.unsupported_charset = true;
                 return chunk;
             }
         }
-        let Some(rw) = self.rewriter.as_mut() else {
-            return chunk;
-        };
-        if let Err(e) = rw.write(&chunk) {
-            // Graceful bail-out: lol_html has flushed every byte it had not emitted, as is.
-            self.rewriter = None;
-            lock(&self.shared).outcome.failure = Some(e.to_string());
+        if let Some(raw) = self.since_sent.as_mut() {
+            raw.push(chunk.clone());
         }
-        self.take_output()
+        match &mut self.mode {
+            Mode::Pass if self.since_sent.is_none() => chunk,
+            Mode::Pass => {
+                lock(&self.shared).emit(&chunk);
+                self.take_output(false)
+            }
+            Mode::Tail(tail) => match tail.write(chunk) {
+                Ok(out) => out,
+                Err(kept) => self.restart(kept),
+            },
+            Mode::Parse(_) => match self.parse(&chunk) {
+                None => self.take_output(false),
+                Some(at) => self.hand_over(&chunk, at),
+            },
+        }
     }
 
     /// Ends the document (runs the document-end fallback); returns the last bytes to send.
     pub fn finish(&mut self) -> Bytes {
-        if let Some(rw) = self.rewriter.take() {
-            if let Err(e) = rw.end() {
-                lock(&self.shared).outcome.failure = Some(e.to_string());
+        match std::mem::replace(&mut self.mode, Mode::Pass) {
+            Mode::Tail(mut tail) => tail.finish(),
+            Mode::Parse(rw) => {
+                if let Err(e) = rw.end() {
+                    lock(&self.shared).outcome.failure = Some(e.to_string());
+                }
+                self.take_output(true)
             }
+            Mode::Pass => self.take_output(true),
         }
-        self.take_output()
     }
 
     pub fn outcome(&self) -> Outcome {
         lock(&self.shared).outcome.clone()
     }
 
-    fn take_output(&mut self) -> Bytes {
-        lock(&self.shared).out.split().freeze()
+    /// Whether the rest of the page is passing through without parsing (tests).
+    #[cfg(test)]
+    fn on_fast_path(&self) -> bool {
+        matches!(self.mode, Mode::Tail(_))
     }
+
+    /// Feeds `chunk` to the rewriter, in pieces that end where `</head>` may end; returns
+    /// where in `chunk` the fast path takes over, if it does.
+    fn parse(&mut self, chunk: &[u8]) -> Option<usize> {
+        let mut from = 0;
+        loop {
+            let cut = self
+                .head_cut
+                .as_mut()
+                .and_then(|h| h.next(&chunk[from..]))
+                .map(|n| from + n);
+            let to = cut.unwrap_or(chunk.len());
+            if !self.feed(&chunk[from..to]) {
+                // lol_html gave up and flushed what it had; the rest goes as it is.
+                lock(&self.shared).emit(&chunk[to..]);
+                return None;
+            }
+            match self.head_end() {
+                HeadEnd::Tail => return Some(to),
+                HeadEnd::NotYet | HeadEnd::Passed => {}
+            }
+            cut?;
+            from = to;
+        }
+    }
+
+    fn head_end(&mut self) -> HeadEnd {
+        if self.head_cut.is_none() {
+            return HeadEnd::NotYet;
+        }
+        let st = lock(&self.shared);
+        let Some(at) = st.head_end_at else {
+            return HeadEnd::NotYet;
+        };
+        let ready = at == self.fed
+            && st.code_present
+            && !st.foreign
+            && st.script.is_none()
+            && st.skip.is_none();
+        drop(st);
+        // Decided once.
+        self.head_cut = None;
+        if ready {
+            HeadEnd::Tail
+        } else {
+            HeadEnd::Passed
+        }
+    }
+
+    /// Hands over to the fast path at `chunk[at..]`.
+    fn hand_over(&mut self, chunk: &Bytes, at: usize) -> Bytes {
+        let head = self.take_output(false);
+        let mut tail = Box::new(Tail::new(
+            &self.opts.tracker_path,
+            self.opts.max_buffer_bytes,
+        ));
+        let rest = tail.write(chunk.slice(at..));
+        self.mode = Mode::Tail(tail);
+        let rest = match rest {
+            Ok(out) => out,
+            Err(kept) => self.restart(kept),
+        };
+        join(head, rest)
+    }
+
+    /// Gives bytes to the rewriter; false when it gave up (the mode is then `Pass`).
+    fn feed(&mut self, piece: &[u8]) -> bool {
+        let Mode::Parse(rw) = &mut self.mode else {
+            lock(&self.shared).emit(piece);
+            return false;
+        };
+        self.fed += piece.len();
+        if let Err(e) = rw.write(piece) {
+            // Graceful bail-out: lol_html has flushed every byte it had not emitted, as is.
+            self.mode = Mode::Pass;
+            self.head_cut = None;
+            lock(&self.shared).outcome.failure = Some(e.to_string());
+            return false;
+        }
+        true
+    }
+
+    /// A marker after `</head>` (or more bytes than can be kept): parses again from there,
+    /// with a fresh rewriter, and drops what it gives for the bytes already sent.
+    fn restart(&mut self, kept: Kept) -> Bytes {
+        self.mode = Mode::Parse(Box::new(rewriter(&self.opts, &self.shared)));
+        self.fed = 0;
+        self.head_cut = None;
+        if kept.sent > 0 {
+            let mut expect = Vec::new();
+            let mut unsent = Vec::new();
+            let mut left = kept.sent;
+            for c in &kept.chunks {
+                let n = c.len().min(left);
+                if n > 0 {
+                    expect.push(c.slice(..n));
+                }
+                if n < c.len() {
+                    unsent.push(c.slice(n..));
+                }
+                left -= n;
+            }
+            lock(&self.shared).skip = Some(Skip::new(expect, kept.sent));
+            self.since_sent = Some(unsent);
+        }
+        for c in &kept.chunks {
+            self.feed(c);
+        }
+        self.take_output(false)
+    }
+
+    fn take_output(&mut self, end: bool) -> Bytes {
+        let mut st = lock(&self.shared);
+        let Some(skip) = &st.skip else {
+            self.since_sent = None;
+            return st.out.split().freeze();
+        };
+        if skip.diverged || end {
+            // The restart did not give back the bytes already sent: cannot happen when the
+            // fast path held back everything the rewriter could change. Fail open.
+            st.skip = None;
+            st.out.clear();
+            st.outcome.failure =
+                Some("the rewriter restarted after </head> did not repeat the page".into());
+            drop(st);
+            self.mode = Mode::Pass;
+            let raw = self.since_sent.take().unwrap_or_default();
+            let mut out = BytesMut::with_capacity(raw.iter().map(Bytes::len).sum());
+            for c in &raw {
+                out.extend_from_slice(c);
+            }
+            return out.freeze();
+        }
+        st.out.split().freeze()
+    }
+}
+
+fn join(a: Bytes, b: Bytes) -> Bytes {
+    if a.is_empty() {
+        return b;
+    }
+    if b.is_empty() {
+        return a;
+    }
+    let mut out = BytesMut::with_capacity(a.len() + b.len());
+    out.extend_from_slice(&a);
+    out.extend_from_slice(&b);
+    out.freeze()
 }
 
 /// Rewrites a whole document at once (tests, benchmarks, the fuzzer).
 pub fn rewrite_all(opts: InjectorOptions, input: &[u8], chunk: usize) -> (Vec<u8>, Outcome) {
-    let mut inj = Injector::new(opts);
+    run_all(Injector::new(opts), input, chunk)
+}
+
+/// [`rewrite_all`] with an injector that parses every byte: the reference for the fast path.
+pub fn rewrite_all_parsing_everything(
+    opts: InjectorOptions,
+    input: &[u8],
+    chunk: usize,
+) -> (Vec<u8>, Outcome) {
+    run_all(Injector::parsing_everything(opts), input, chunk)
+}
+
+fn run_all(mut inj: Injector, input: &[u8], chunk: usize) -> (Vec<u8>, Outcome) {
     let mut out = Vec::with_capacity(input.len() + 1024);
     for c in input.chunks(chunk.max(1)) {
         out.extend_from_slice(&inj.write(Bytes::copy_from_slice(c)));
@@ -645,5 +1050,134 @@ mod tests {
             .trim_start_matches("<script>")
             .trim_end_matches("</script>");
         assert!(!body.contains('&') && !body.contains('<'), "{body}");
+    }
+
+    /// The fast path's output and outcome, at every chunk size up to 64 and whole, are those
+    /// of the injector that parses every byte.
+    fn same_as_parsing_everything(input: &str, o: InjectorOptions) -> (String, Outcome) {
+        let input = input.as_bytes();
+        let (expected, outcome) = rewrite_all_parsing_everything(o.clone(), input, input.len());
+        for size in (1..=64).chain([input.len()]) {
+            let (reference, oc) = rewrite_all_parsing_everything(o.clone(), input, size);
+            assert_eq!(
+                String::from_utf8_lossy(&reference),
+                String::from_utf8_lossy(&expected),
+                "reference, chunk size {size}"
+            );
+            assert_eq!(oc, outcome, "reference, chunk size {size}");
+            let (fast, oc) = rewrite_all(o.clone(), input, size);
+            assert_eq!(
+                String::from_utf8_lossy(&fast),
+                String::from_utf8_lossy(&expected),
+                "fast path, chunk size {size}"
+            );
+            assert_eq!(oc, outcome, "fast path, chunk size {size}");
+        }
+        (String::from_utf8(expected).unwrap(), outcome)
+    }
+
+    const CODE: &str = "<script>var _smid = 'abc'; w['SalesmanagoObject'] = r;</script>";
+
+    #[test]
+    fn the_fast_path_takes_over_after_head_end() {
+        let mut inj = Injector::new(opts(Position::HeadEnd, Duplicates::Remove));
+        let out = inj.write(Bytes::from_static(b"<html><head></head><body><p>x</p>"));
+        assert!(inj.on_fast_path());
+        // Everything after </head> goes out at once, as the same bytes.
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            format!("<html><head>{SNIP}</head><body><p>x</p>")
+        );
+        let b = Bytes::from_static(b"<p>more</p><script>var a;</script></body>");
+        let out = inj.write(b.clone());
+        assert_eq!(out.as_ptr(), b.as_ptr(), "sliced, not copied");
+        assert!(inj.on_fast_path());
+        // A page with SVG in its head is parsed to the end.
+        let mut inj = Injector::new(opts(Position::HeadEnd, Duplicates::Remove));
+        inj.write(Bytes::from_static(b"<head><svg></svg></head><body>"));
+        assert!(!inj.on_fast_path());
+        // So is a page that has no code by </head>.
+        let mut inj = Injector::new(opts(Position::BodyEnd, Duplicates::Remove));
+        inj.write(Bytes::from_static(b"<head></head><body>"));
+        assert!(!inj.on_fast_path());
+    }
+
+    #[test]
+    fn codes_after_head_end_are_found_by_the_fast_path() {
+        let pre = "<!doctype html><html><head><title>t</title></head><body><p>text</p>";
+        let long = format!("<script>var a = 1; /* {} */</script>", "x".repeat(2000));
+        let cases = [
+            format!("{pre}{CODE}</body></html>"),
+            format!("{pre}<p>a</p>{long}{CODE}<p>b</p>{CODE}</body></html>"),
+            format!("{pre}<script src=\"https://cdn.example/STATIC/sm.js?v=2\"></script></body>"),
+            format!("{pre}<script type='a>b' src=/static/sm.js></script><p>after</p>"),
+            format!("{pre}<script\nsrc=\"/_sm/sm.js\" async></script>"),
+            format!("{pre}<!-- {CODE} --><textarea>{CODE}</textarea><style>/* _smid */</style>"),
+            format!("{pre}<div title=\"{}\">x</div>", CODE.replace('"', "'")),
+            format!(
+                "{pre}<script>/* {} */ var _smid = 'late';</script>",
+                "y".repeat(600)
+            ),
+            format!("{pre}<script a=>var _smid = 'q';</script>"),
+            format!("{pre}<svg><script><!-- c -->var _smid = 'svg';</script></svg>"),
+            format!("{pre}<svg><script>var _smid = 'svg';</script></svg><p>x</p>"),
+            format!(
+                "{pre}<script>document.write('<script src=x><\\/script>'); var _smid='d';</script>"
+            ),
+            format!("{pre}<script><!--<script>--></script>var _smid='e';</script>{CODE}"),
+            format!("{pre}<script>var _smid = 'unterminated';"),
+            format!("{pre}<script>var a = 1;"),
+            format!("{pre}<scr{CODE}ipt>"),
+            format!("{pre}<p>_smid</p><script>var b=2;</script>{CODE}"),
+            format!("{pre}<plaintext>{CODE}"),
+            format!("<html><head>{CODE}</head><body>{CODE}<p>x</p>{CODE}</body></html>"),
+            "<html><head></HEAD ><body><script src='/static/sm.js'></script>".to_string(),
+            "<html><head></head foo=\">\"><body><script>var _smid='f'</script>".to_string(),
+            "<html><head><title></head></title></head><body>x</body>".to_string(),
+            "<html><head></head><body><p>no code at all</p></body></html>".to_string(),
+        ];
+        for input in &cases {
+            for dup in [Duplicates::Remove, Duplicates::Keep] {
+                for position in [Position::HeadEnd, Position::BodyEnd] {
+                    same_as_parsing_everything(input, opts(position, dup));
+                }
+            }
+        }
+        let (out, oc) =
+            same_as_parsing_everything(&cases[1], opts(Position::HeadEnd, Duplicates::Keep));
+        assert_eq!(oc.duplicates_removed, 2);
+        assert_eq!(out.matches("_smid").count(), 1);
+    }
+
+    #[test]
+    fn held_scripts_are_decided_on_their_first_bytes_wherever_the_text_is_cut() {
+        // A marker that ends just inside the probe, and one just past it.
+        for (at, removed) in [(HOLD_PROBE - 10, 1), (HOLD_PROBE - 3, 0)] {
+            let text = format!("{}var _smid = 'x';", " ".repeat(at - 4));
+            let input = format!("<html><head></head><body><script>{text}</script></body>");
+            let (_, oc) =
+                same_as_parsing_everything(&input, opts(Position::HeadEnd, Duplicates::Remove));
+            assert_eq!(oc.duplicates_removed, removed, "marker at {at}");
+        }
+    }
+
+    #[test]
+    fn a_page_longer_than_what_is_kept_is_parsed_from_there_on() {
+        let mut o = opts(Position::HeadEnd, Duplicates::Remove);
+        o.max_buffer_bytes = 64 * 1024;
+        let para =
+            "<p>Some text, <a href='/x.html'>a link</a> and <script>var n = 1;</script></p>\n";
+        let filler = para.repeat(3 * 64 * 1024 / para.len());
+        for tail in [String::new(), CODE.to_string()] {
+            let input = format!("<html><head></head><body>{filler}{tail}</body></html>");
+            let (expected, outcome) =
+                rewrite_all_parsing_everything(o.clone(), input.as_bytes(), input.len());
+            for size in [700, 4096, 16 * 1024, input.len()] {
+                let (out, oc) = rewrite_all(o.clone(), input.as_bytes(), size);
+                assert!(out == expected, "chunks of {size}");
+                assert_eq!(oc, outcome, "chunks of {size}");
+            }
+            assert_eq!(outcome.duplicates_removed, u32::from(!tail.is_empty()));
+        }
     }
 }

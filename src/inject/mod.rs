@@ -7,6 +7,7 @@ pub mod csp;
 pub mod decide;
 pub mod detect;
 pub mod injector;
+mod tail;
 
 pub use decide::Skip;
 pub use injector::{Anchor, Injector, InjectorOptions, Outcome};

@@ -37,22 +37,20 @@ impl BodyRewrite {
         };
         let mut html = self.injector.write(plain);
         if end {
-            let mut all = BytesMut::from(&html[..]);
             if let Some(d) = self.decoder.as_mut() {
                 let rest = d.finish()?;
-                all.extend_from_slice(&self.injector.write(rest));
+                html = join(html, self.injector.write(rest));
             }
-            all.extend_from_slice(&self.injector.finish());
-            html = all.freeze();
+            html = join(html, self.injector.finish());
         }
         match self.encoder.as_mut() {
             None => Ok(html),
             Some(e) => {
-                let mut out = BytesMut::from(&e.write(&html)?[..]);
+                let mut out = e.write(&html)?;
                 if end {
-                    out.extend_from_slice(&e.finish()?);
+                    out = join(out, e.finish()?);
                 }
-                Ok(out.freeze())
+                Ok(out)
             }
         }
     }
@@ -60,4 +58,18 @@ impl BodyRewrite {
     pub fn outcome(&self) -> Outcome {
         self.injector.outcome()
     }
+}
+
+/// `a` then `b`, copied only when both have bytes (the usual last chunk has nothing after it).
+fn join(a: Bytes, b: Bytes) -> Bytes {
+    if b.is_empty() {
+        return a;
+    }
+    if a.is_empty() {
+        return b;
+    }
+    let mut out = BytesMut::with_capacity(a.len() + b.len());
+    out.extend_from_slice(&a);
+    out.extend_from_slice(&b);
+    out.freeze()
 }
