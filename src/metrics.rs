@@ -299,14 +299,23 @@ impl Metrics {
 # TYPE smproxy_event_queue_depth gauge\nsmproxy_event_queue_depth {}\n\
 # HELP smproxy_store_write_seconds Time the store took to commit a batch of events.\n\
 # TYPE smproxy_store_write_seconds summary\nsmproxy_store_write_seconds_sum {}\n\
-smproxy_store_write_seconds_count {}\n",
+smproxy_store_write_seconds_count {}\n\
+# HELP smproxy_events_abandoned_total Queued events given up after the store kept failing.\n\
+# TYPE smproxy_events_abandoned_total counter\nsmproxy_events_abandoned_total {}\n\
+# HELP smproxy_beacons_unconfirmed_total Beacons answered 503 because their events could not be committed (store.durability: strict).\n\
+# TYPE smproxy_beacons_unconfirmed_total counter\nsmproxy_beacons_unconfirmed_total {}\n\
+# HELP smproxy_store_write_failing 1 while the latest store write failed (no success since).\n\
+# TYPE smproxy_store_write_failing gauge\nsmproxy_store_write_failing {}\n",
                 st.enqueued,
                 st.dropped,
                 st.written,
                 st.write_errors,
                 st.queue_depth,
                 st.batch_micros as f64 / 1e6,
-                st.batches
+                st.batches,
+                st.abandoned,
+                st.ack_failures,
+                u8::from(st.failing)
             );
         }
         let _ = writeln!(

@@ -10,7 +10,7 @@ use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::collect::collector::Collector;
-use crate::config::{Secret, Settings};
+use crate::config::{Durability, Secret, Settings};
 use crate::identity::Keys;
 use crate::metrics::Metrics;
 use crate::proxy::Smproxy;
@@ -93,6 +93,11 @@ pub fn build(settings: Arc<Settings>, opts: ProcessOptions) -> anyhow::Result<Bu
         SqliteStore::open(&settings.sqlite_path)
             .map_err(|e| anyhow::anyhow!("store.sqlite {}: {e}", settings.sqlite_path))?,
     );
+    if settings.durability == Durability::Strict {
+        sqlite
+            .sync_every_commit()
+            .map_err(|e| anyhow::anyhow!("store.durability strict: {e}"))?;
+    }
     let store: Arc<dyn Store> = sqlite.clone();
     let reports: Arc<dyn Reports> = sqlite;
     let writer = EventWriter::start(

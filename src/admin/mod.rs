@@ -453,8 +453,21 @@ impl Admin {
         }
     }
 
-    /// `/readyz`: the store answers its ping within [`READY_TIMEOUT`].
+    /// `/readyz`: the store answers its ping within [`READY_TIMEOUT`] and the event writer's
+    /// latest write succeeded. A store that answers reads but refuses writes (disk full, a
+    /// read-only file, a lock held elsewhere) is degraded: pages are still served, but events
+    /// pile up in the queue and then are dropped.
     async fn ready(&self) -> Response<Vec<u8>> {
+        if let Some(q) = self.metrics.queue.get().filter(|q| q.is_failing()) {
+            return respond::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "degraded: store writes are failing ({} events queued, {} dropped)\n",
+                    q.queue_depth(),
+                    q.dropped() + q.abandoned()
+                ),
+            );
+        }
         let store = self.store.clone();
         let ping = tokio::task::spawn_blocking(move || store.ping());
         match tokio::time::timeout(READY_TIMEOUT, ping).await {

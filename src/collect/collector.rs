@@ -15,11 +15,16 @@ use super::client_ip::truncate;
 use super::rate_limit::RateLimiter;
 use super::tracker::Tracker;
 use super::visitor::{Identities, Signals, Visitor};
-use crate::config::{Settings, Site};
+use crate::config::{Durability, Settings, Site};
 use crate::identity::{self, unix_now, Keys, SMLINK_PARAM, SMX_PARAM};
 use crate::metrics::Metrics;
 use crate::route::Router;
-use crate::store::{Event, EventKind, EventQueue, Store};
+use crate::store::{Ack, Event, EventKind, EventQueue, Store};
+
+/// How long a beacon waits for its event to be committed (`store.durability: strict`) before
+/// it is answered 503. Longer than SQLite's busy timeout, so a briefly locked file still gets
+/// its answer from the writer rather than from this bound.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The query parameter of mailing links: the contact's UUID.
 pub const SMCLIENT_PARAM: &str = "smclient";
@@ -262,6 +267,7 @@ impl Collector {
         }
 
         let mut unavailable = false;
+        let mut pending = Pending::new(self.settings.durability);
         if b.kind == BeaconKind::Form && allowed {
             if let Some(email) = &b.email {
                 match self.contact_for(email).await {
@@ -270,7 +276,8 @@ impl Collector {
                             self.identities
                                 .identify(&mut v, contact, c.host, c.https, now),
                         );
-                        self.enqueue(self.identify_event(c, &v, signals, b.url.as_str(), "form"));
+                        let e = self.identify_event(c, &v, signals, b.url.as_str(), "form");
+                        pending.enqueue(&self.queue, e);
                         counters.identify("form");
                     }
                     Ok(None) => {} // not an address: the form still counts below
@@ -279,7 +286,16 @@ impl Collector {
             }
         }
         if let Some(e) = self.event_from(c, &v, signals, b) {
-            self.enqueue(e);
+            pending.enqueue(&self.queue, e);
+        }
+        if !unavailable && !pending.committed().await {
+            self.queue.count_ack_failure();
+            let mut a = BeaconAnswer::refused(Rejection {
+                status: 503,
+                reason: "event not stored; send it again",
+            });
+            a.set_cookies = cookies;
+            return a;
         }
         if unavailable {
             let mut a = BeaconAnswer::refused(Rejection {
@@ -585,6 +601,52 @@ impl IdParams {
             p.rest = Some(rest.finish());
         }
         p
+    }
+}
+
+/// The events of one beacon on their way to the writer, and, with strict durability, the
+/// acknowledgements its answer waits for.
+struct Pending {
+    durability: Durability,
+    acks: Vec<Ack>,
+    refused: bool,
+}
+
+impl Pending {
+    fn new(durability: Durability) -> Self {
+        Pending {
+            durability,
+            acks: Vec::new(),
+            refused: false,
+        }
+    }
+
+    fn enqueue(&mut self, queue: &EventQueue, e: Event) {
+        match self.durability {
+            // A full queue drops and counts (the writer's `dropped`); the visitor never waits.
+            Durability::Relaxed => {
+                let _ = queue.try_enqueue(e);
+            }
+            Durability::Strict => match queue.try_enqueue_acked(e) {
+                Some(ack) => self.acks.push(ack),
+                None => self.refused = true,
+            },
+        }
+    }
+
+    /// Whether every event is committed (always, in relaxed mode: nothing is awaited).
+    async fn committed(self) -> bool {
+        if self.refused {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
+        for ack in self.acks {
+            match tokio::time::timeout_at(deadline, ack).await {
+                Ok(Ok(Ok(()))) => {}
+                _ => return false,
+            }
+        }
+        true
     }
 }
 

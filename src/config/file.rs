@@ -184,6 +184,8 @@ pub struct StoreFile {
     pub sqlite: Option<String>,
     /// Days events are kept; 0 = forever.
     pub retention_days: Option<u32>,
+    /// `relaxed` (default): a beacon is answered once queued. `strict`: once committed.
+    pub durability: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

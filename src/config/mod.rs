@@ -9,6 +9,6 @@ mod validate;
 pub use collection::{CollectSettings, ConsentMode, ConsentSettings, CookieSettings};
 pub use secret::Secret;
 pub use validate::{
-    load_file, parse_str, AdminSettings, ConfigError, ConfigErrors, Duplicates, HostPattern,
-    InjectSettings, PathPattern, Position, Settings, Site, Timeouts, Upstream,
+    load_file, parse_str, AdminSettings, ConfigError, ConfigErrors, Duplicates, Durability,
+    HostPattern, InjectSettings, PathPattern, Position, Settings, Site, Timeouts, Upstream,
 };

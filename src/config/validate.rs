@@ -153,6 +153,18 @@ pub struct Timeouts {
     pub idle: Duration,
 }
 
+/// When a beacon is acknowledged (`store.durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `204` as soon as the event is queued: the fastest answer; a crash (`kill -9`, power
+    /// loss) loses what was queued but not yet committed.
+    #[default]
+    Relaxed,
+    /// `204` only after the event's batch is committed (and synced); `503` when the store
+    /// fails, so the tracker can send it again. No acknowledged event is lost.
+    Strict,
+}
+
 /// Everything the proxy needs, checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -170,6 +182,7 @@ pub struct Settings {
     pub sqlite_path: String,
     /// Days events are kept (older ones are deleted daily); 0 = forever.
     pub retention_days: u32,
+    pub durability: Durability,
     pub timeouts: Timeouts,
     pub grace_period: Duration,
 }
@@ -408,6 +421,15 @@ impl Checker<'_> {
             );
         }
 
+        let durability = match f.store.durability.as_deref() {
+            None | Some("relaxed") => Durability::Relaxed,
+            Some("strict") => Durability::Strict,
+            Some(_) => {
+                self.err("store.durability", "must be strict or relaxed");
+                Durability::Relaxed
+            }
+        };
+
         let timeouts = Timeouts {
             connect: self.seconds("timeouts.connect", f.timeouts.connect, 5.0),
             read: self.seconds("timeouts.read", f.timeouts.read, 60.0),
@@ -442,6 +464,7 @@ impl Checker<'_> {
             collect: collection.collect,
             sqlite_path,
             retention_days,
+            durability,
             timeouts,
             grace_period,
         })
@@ -733,6 +756,12 @@ mod tests {
             .unwrap_err()
             .0;
         assert_eq!(errs[0].path, "store.retention_days");
+        let strict = parse(&format!("{MINIMAL}store:\n  durability: strict\n")).unwrap();
+        assert_eq!(strict.durability, Durability::Strict);
+        let errs = parse(&format!("{MINIMAL}store:\n  durability: always\n"))
+            .unwrap_err()
+            .0;
+        assert_eq!(errs[0].path, "store.durability");
         let errs = parse(&format!("{MINIMAL}store:\n  retention_days: -1\n"))
             .unwrap_err()
             .0;

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 pub use event::{Event, EventKind, UnknownEventKind};
 pub use reports::Reports;
 pub use sqlite::SqliteStore;
-pub use writer::{EventQueue, EventWriter, WriterConfig, WriterStats};
+pub use writer::{Ack, AckError, EventQueue, EventWriter, WriterConfig, WriterStats};
 
 /// How long a visitor may be inactive before their next event starts a new session: 30 minutes,
 /// the convention of web analytics. See [`Store::insert_batch`] for the whole rule.

@@ -4,6 +4,12 @@
 //!
 //! Counters make every outcome visible: after a clean shutdown
 //! `enqueued == written + abandoned`, and `dropped` counts what was refused at the door.
+//!
+//! An event may also be queued with an acknowledgement ([`EventQueue::try_enqueue_acked`]):
+//! the writer completes it once the batch holding the event is committed, or as soon as a
+//! write of that batch fails. That is how `store.durability: strict` answers a beacon only
+//! after its event is on disk; every event queued meanwhile joins the same transaction, so one
+//! commit acknowledges many beacons (group commit).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
@@ -63,16 +69,37 @@ pub struct WriterStats {
     /// the store's write latency.
     pub batches: u64,
     pub batch_micros: u64,
+    /// Acknowledged events whose acknowledgement reported a failure (strict durability: the
+    /// beacon was answered 503 so that the tracker may send it again).
+    pub ack_failures: u64,
+    /// The latest write failed and no write has succeeded since: the store is in trouble.
+    pub failing: bool,
+}
+
+/// Completed by the writer: `Ok` once the event's batch is committed, `Err` when a write of
+/// it failed (the writer may still store it on a retry, so a resent event can appear twice:
+/// at least once, never lost once acknowledged).
+pub type Ack = tokio::sync::oneshot::Receiver<Result<(), AckError>>;
+
+/// Why an acknowledged event was not confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    #[error("the queue is full or closing")]
+    Refused,
+    #[error("the store failed to commit the batch")]
+    WriteFailed,
 }
 
 /// What travels through the channel. Events are boxed so the channel's preallocated ring
 /// holds pointers, not `capacity` full-size events.
 enum Msg {
-    Event(Box<Event>),
+    Event(Box<Event>, Option<AckSender>),
     /// Sent once by shutdown after the queue is closed; FIFO order means every accepted event
     /// is ahead of it.
     Stop,
 }
+
+type AckSender = tokio::sync::oneshot::Sender<Result<(), AckError>>;
 
 struct Shared {
     tx: SyncSender<Msg>,
@@ -90,6 +117,8 @@ struct Shared {
     abandoned: AtomicU64,
     batches: AtomicU64,
     batch_micros: AtomicU64,
+    ack_failures: AtomicU64,
+    failing: AtomicBool,
 }
 
 /// The request path's handle: cheap to clone, `try_enqueue` never blocks and never does I/O.
@@ -103,12 +132,34 @@ impl EventQueue {
     /// queue is full or the writer is shutting down: losing an analytics event is better than
     /// making a visitor's request wait for the database.
     pub fn try_enqueue(&self, event: Event) -> bool {
+        self.send(event, None)
+    }
+
+    /// Like [`EventQueue::try_enqueue`], but returns an [`Ack`] the writer completes once the
+    /// event is committed (or its write failed); `None` when the event was refused (and
+    /// counted in `dropped`).
+    pub fn try_enqueue_acked(&self, event: Event) -> Option<Ack> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(event, Some(tx)).then_some(rx)
+    }
+
+    /// Counts an acknowledged event that was not confirmed (answered as a failure).
+    pub fn count_ack_failure(&self) {
+        self.shared.ack_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the latest store write failed (no success since).
+    pub fn is_failing(&self) -> bool {
+        self.shared.failing.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, event: Event, ack: Option<AckSender>) -> bool {
         let s = &*self.shared;
         // SeqCst on both sides (here and in `close`) gives one total order: either this load
         // sees `closed`, or `close` sees our `in_flight` increment and waits for the send.
         s.in_flight.fetch_add(1, Ordering::SeqCst);
         let accepted = !s.closed.load(Ordering::SeqCst)
-            && match s.tx.try_send(Msg::Event(Box::new(event))) {
+            && match s.tx.try_send(Msg::Event(Box::new(event), ack)) {
                 Ok(()) => true,
                 // Disconnected: the writer thread died (a store panic); nothing will drain.
                 Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
@@ -172,6 +223,8 @@ impl EventQueue {
             queue_depth: self.queue_depth(),
             batches: self.shared.batches.load(Ordering::Relaxed),
             batch_micros: self.shared.batch_micros.load(Ordering::Relaxed),
+            ack_failures: self.shared.ack_failures.load(Ordering::Relaxed),
+            failing: self.is_failing(),
         }
     }
 }
@@ -206,6 +259,8 @@ impl EventWriter {
             abandoned: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             batch_micros: AtomicU64::new(0),
+            ack_failures: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
         });
         let worker = Worker {
             rx,
@@ -277,17 +332,22 @@ impl Worker {
     /// when batching pays.
     fn run(self) {
         let mut batch: Vec<Event> = Vec::with_capacity(self.config.batch_size);
+        let mut acks: Vec<AckSender> = Vec::new();
         loop {
             let mut stop = match self.rx.recv() {
-                Ok(Msg::Event(e)) => {
+                Ok(Msg::Event(e, ack)) => {
                     batch.push(*e);
+                    acks.extend(ack);
                     false
                 }
                 Ok(Msg::Stop) | Err(_) => true,
             };
             while !stop && batch.len() < self.config.batch_size {
                 match self.rx.try_recv() {
-                    Ok(Msg::Event(e)) => batch.push(*e),
+                    Ok(Msg::Event(e, ack)) => {
+                        batch.push(*e);
+                        acks.extend(ack);
+                    }
                     Ok(Msg::Stop) | Err(TryRecvError::Disconnected) => stop = true,
                     Err(TryRecvError::Empty) => break,
                 }
@@ -296,7 +356,7 @@ impl Worker {
                 .dequeued
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             if !batch.is_empty() {
-                self.write(&batch);
+                self.write(&batch, &mut acks);
                 batch.clear();
             }
             if stop {
@@ -309,7 +369,10 @@ impl Worker {
     /// meanwhile (and drops once full); after `max_retries` the batch is abandoned so one bad
     /// stretch cannot stall the writer forever. Retrying is safe because `insert_batch` is all
     /// or nothing.
-    fn write(&self, batch: &[Event]) {
+    ///
+    /// Acknowledgements are completed after the commit, or failed at the first failed write:
+    /// a beacon waiting for one should not wait through the whole backoff.
+    fn write(&self, batch: &[Event], acks: &mut Vec<AckSender>) {
         let s = &*self.shared;
         let mut backoff = self.config.retry_backoff;
         let mut retries = 0;
@@ -321,10 +384,19 @@ impl Worker {
                     s.batches.fetch_add(1, Ordering::Relaxed);
                     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                     s.batch_micros.fetch_add(micros, Ordering::Relaxed);
+                    s.failing.store(false, Ordering::Relaxed);
+                    // A receiver gone (its request timed out or the client left) is fine.
+                    for ack in acks.drain(..) {
+                        let _ = ack.send(Ok(()));
+                    }
                     return;
                 }
                 Err(err) => {
                     s.write_errors.fetch_add(1, Ordering::Relaxed);
+                    s.failing.store(true, Ordering::Relaxed);
+                    for ack in acks.drain(..) {
+                        let _ = ack.send(Err(AckError::WriteFailed));
+                    }
                     if retries >= self.config.max_retries {
                         s.abandoned.fetch_add(batch.len() as u64, Ordering::Relaxed);
                         tracing::error!(%err, events = batch.len(), retries, "abandoning event batch");

@@ -9,6 +9,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod binary;
 pub mod browser;
 
 use async_trait::async_trait;
