@@ -462,10 +462,7 @@ impl Collector {
             || (self.settings.collect.strip_params
                 && (params.smclient.is_some() || params.smlink.is_some()));
         if strip {
-            out.redirect = Some(match params.rest {
-                Some(q) if !q.is_empty() => format!("{path}?{q}"),
-                _ => path.to_string(),
-            });
+            out.redirect = clean_location(path, params.rest.as_deref());
         }
         out
     }
@@ -561,6 +558,29 @@ impl Collector {
         }
         Some(e)
     }
+}
+
+/// Longest `Location` written when identification parameters are stripped. A longer URL is
+/// served as it is (the visitor is identified all the same): echoing a huge request target
+/// into a response header would let a crafted link produce answers that clients and caches
+/// refuse.
+pub const MAX_LOCATION: usize = 8 * 1024;
+
+/// The same-origin URL without the identification parameters, or `None` when it would be
+/// longer than [`MAX_LOCATION`]. A path that starts with `//` or `/\` would be read by a
+/// browser as another host (a protocol-relative URL: an open redirect); `/.` in front keeps it
+/// a path on this host (`/.//x` resolves to the path `//x`).
+pub fn clean_location(path: &str, rest: Option<&str>) -> Option<String> {
+    let prefix = if path.starts_with("//") || path.starts_with("/\\") {
+        "/."
+    } else {
+        ""
+    };
+    let location = match rest {
+        Some(q) if !q.is_empty() => format!("{prefix}{path}?{q}"),
+        _ => format!("{prefix}{path}"),
+    };
+    (location.len() <= MAX_LOCATION).then_some(location)
 }
 
 /// The identification parameters of a page URL, and the query without them.
@@ -671,6 +691,26 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clean_locations_stay_on_this_host_and_are_bounded() {
+        assert_eq!(clean_location("/a", Some("b=1")).as_deref(), Some("/a?b=1"));
+        assert_eq!(clean_location("/a", Some("")).as_deref(), Some("/a"));
+        assert_eq!(clean_location("/", None).as_deref(), Some("/"));
+        let base = url::Url::parse("https://shop.example/").unwrap();
+        for path in ["//evil.example/x", "/\\evil.example/x", "///evil.example"] {
+            let location = clean_location(path, Some("q=1")).unwrap();
+            let target = base.join(&location).unwrap();
+            assert_eq!(
+                target.host_str(),
+                Some("shop.example"),
+                "{path} -> {location}"
+            );
+        }
+        let long = "x".repeat(MAX_LOCATION);
+        assert_eq!(clean_location("/", Some(&long)), None);
+        assert!(clean_location(&format!("/{}", &long[1..]), None).is_some());
+    }
 
     #[test]
     fn id_params_are_found_and_removed() {
