@@ -72,13 +72,13 @@ fn wait_accepting(addr: &str) {
     }
 }
 
-fn config(dir: &Path, listen: &str, origin: &str) -> std::path::PathBuf {
+fn config(dir: &Path, listen: &str, origin: &str, access: bool) -> std::path::PathBuf {
     let path = dir.join("smproxy.yaml");
     let yaml = format!(
         "listen: \"{listen}\"\nclient_id: \"testclient\"\nthreads: 2\ngrace_period_seconds: 3\n\
 sites:\n  - name: s\n    hosts: [\"*\"]\n    upstream: \"{origin}\"\n\
 admin:\n  listen: \"{admin}\"\n  token: \"{token}\"\ncookies:\n  secret: \"{secret}\"\n\
-store:\n  sqlite: \"{db}\"\nlog:\n  format: json\n  access: false\n",
+store:\n  sqlite: \"{db}\"\nlog:\n  format: json\n  access: {access}\n",
         admin = free_addr(),
         token = common::TEST_ADMIN_TOKEN,
         secret = common::TEST_SECRET,
@@ -211,7 +211,7 @@ fn upgrade_under_load_fails_no_request() {
     });
     let dir = TempDir::new("upgrade");
     let listen = free_addr();
-    let cfg = config(&dir.0, &listen, &origin.addr.to_string());
+    let cfg = config(&dir.0, &listen, &origin.addr.to_string(), false);
     let mut old = start(&cfg, false, &dir.0.join("old.log"));
     wait_accepting(&listen);
 
@@ -272,11 +272,12 @@ fn sigterm_lets_an_in_flight_request_finish() {
     });
     let dir = TempDir::new("graceful");
     let listen = free_addr();
-    let cfg = config(&dir.0, &listen, &origin.addr.to_string());
+    let cfg = config(&dir.0, &listen, &origin.addr.to_string(), true);
     let mut p = start(&cfg, false, &dir.0.join("p.log"));
     wait_accepting(&listen);
     let addr = listen.clone();
-    let in_flight = thread::spawn(move || common::request(&addr, "GET", "/", &[]));
+    let in_flight =
+        thread::spawn(move || common::request(&addr, "GET", "/slow?smclient=secret", &[]));
     thread::sleep(Duration::from_millis(300));
     signal(&p, "TERM");
     let r = in_flight.join().unwrap();
@@ -287,11 +288,17 @@ fn sigterm_lets_an_in_flight_request_finish() {
     assert!(st.success(), "{st:?}");
     let log = std::fs::read_to_string(dir.0.join("p.log")).unwrap();
     assert!(log.contains("event writer flushed"), "{log}");
-    // log.format: json: every line is one JSON object.
-    for line in log.lines().filter(|l| !l.trim().is_empty()) {
-        assert!(
-            serde_json::from_str::<serde_json::Value>(line).is_ok(),
-            "not a JSON line: {line}"
-        );
-    }
+    // log.format: json: every line is one JSON object; log.access: one line for the request,
+    // without its query string.
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
+        .collect();
+    let access: Vec<_> = lines.iter().filter(|l| l["target"] == "access").collect();
+    assert_eq!(access.len(), 1, "{log}");
+    assert_eq!(access[0]["path"], "/slow");
+    assert_eq!(access[0]["status"], 200);
+    assert_eq!(access[0]["method"], "GET");
+    assert!(!log.contains("secret"), "{log}");
 }

@@ -313,3 +313,86 @@ pub fn https_port(listen_tls: &[String]) -> Option<u16> {
     let port = listen_tls.first()?.parse::<SocketAddr>().ok()?.port();
     (port != 443).then_some(port)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse_str, Balance, HealthCheckKind};
+
+    fn errors(text: &str) -> Vec<String> {
+        parse_str(text)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    const SITE: &str = "client_id: abc\nsites:\n  - name: s\n    hosts: ['a.example']\n";
+
+    #[test]
+    fn a_list_of_origins_with_its_policies() {
+        let s = parse_str(&format!(
+            "{SITE}    upstream: ['127.0.0.1:1', '127.0.0.1:2']\n    balance: least_connections\n    health_check:\n      path: /hz\n    retries: 2\n"
+        ))
+        .unwrap();
+        let o = &s.sites[0].origins;
+        assert_eq!(o.list.len(), 2);
+        assert_eq!(s.sites[0].upstream.authority, "127.0.0.1:1");
+        assert_eq!(o.balance, Balance::LeastConnections);
+        let hc = o.health_check.as_ref().unwrap();
+        assert_eq!(hc.kind, HealthCheckKind::Http { path: "/hz".into() });
+        assert_eq!((hc.healthy_threshold, hc.unhealthy_threshold), (2, 3));
+        assert_eq!(o.retries, 2);
+    }
+
+    #[test]
+    fn origin_problems_are_named_by_position() {
+        let e = errors(&format!(
+            "{SITE}    upstream: ['127.0.0.1:1', 'nope']\n    balance: random\n    health_check:\n      kind: udp\n      unhealthy_threshold: 0\n    retries: 11\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "sites[0].upstream[1]: 'nope' is not host:port",
+                "sites[0].balance: 'random' is not one of round_robin, least_connections",
+                "sites[0].health_check.kind: 'udp' is not one of tcp, http",
+                "sites[0].health_check.unhealthy_threshold: must be between 1 and 100",
+                "sites[0].retries: must be between 0 and 10",
+            ]
+        );
+    }
+
+    #[test]
+    fn https_needs_both_a_listener_and_a_certificate() {
+        let e = errors(&format!(
+            "{SITE}    upstream: '127.0.0.1:1'\nlisten_tls: '127.0.0.1:8443'\n"
+        ));
+        assert_eq!(
+            e,
+            ["listen_tls: no site has a certificate (sites[].tls.cert and key)"]
+        );
+        let e = errors(&format!(
+            "{SITE}    upstream: '127.0.0.1:1'\n    tls:\n      redirect_http: true\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "sites[0].tls.cert: is required: the PEM certificate chain file",
+                "sites[0].tls.key: is required: the PEM private key file",
+            ]
+        );
+        let e = errors(&format!(
+            "{SITE}    upstream: '127.0.0.1:1'\nlisten_tls: '127.0.0.1:8080'\nlog:\n  format: xml\n"
+        ));
+        assert!(
+            e.contains(
+                &"listen_tls: '127.0.0.1:8080' is already used by another listener".to_string()
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(&"log.format: 'xml' is not one of text, json".to_string()),
+            "{e:?}"
+        );
+    }
+}
