@@ -302,3 +302,71 @@ fn sigterm_lets_an_in_flight_request_finish() {
     assert_eq!(access[0]["method"], "GET");
     assert!(!log.contains("secret"), "{log}");
 }
+
+#[test]
+fn sighup_reloads_certificates_and_keeps_open_connections() {
+    use common::tls::{connect, negotiated, TestCa};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let origin = Origin::respond(|_| html_response(b"<html><head></head><body>p</body></html>"));
+    let dir = TempDir::new("sighup");
+    let ca = TestCa::new();
+    let first = ca.issue(&dir.0, "site", &["r.example"]);
+    let (listen, https) = (free_addr(), free_addr());
+    let cfg = config(&dir.0, &listen, &origin.addr.to_string(), false);
+    let yaml = std::fs::read_to_string(&cfg).unwrap().replace(
+        "    upstream:",
+        &format!(
+            "    tls:\n      cert: \"{}\"\n      key: \"{}\"\n    upstream:",
+            first.cert_path.display(),
+            first.key_path.display()
+        ),
+    );
+    std::fs::write(&cfg, format!("{yaml}listen_tls: \"{https}\"\n")).unwrap();
+    let mut p = start(&cfg, false, &dir.0.join("p.log"));
+    wait_accepting(&https);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut open = connect(&https, "r.example", &ca.der(), &[b"http/1.1"])
+            .await
+            .unwrap();
+        assert_eq!(negotiated(&open).0, Some(first.der.clone()));
+
+        let renewed = ca.issue(&dir.0, "site", &["r.example"]);
+        signal(&p, "HUP");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = connect(&https, "r.example", &ca.der(), &[b"http/1.1"])
+                .await
+                .unwrap();
+            if negotiated(&s).0 == Some(renewed.der.clone()) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the renewed certificate was never served"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The connection opened before the reload still works.
+        open.write_all(b"GET / HTTP/1.1\r\nHost: r.example\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        let _ = open.read_to_end(&mut raw).await;
+        assert!(
+            raw.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&raw)
+        );
+    });
+    assert!(
+        p.0.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the process"
+    );
+    signal(&p, "TERM");
+    assert!(wait_exit(&mut p, Duration::from_secs(15)).success());
+}
