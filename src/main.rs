@@ -35,8 +35,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     if let Some(Command::Demo) = cli.command {
+        init_logging(smproxy::config::LogFormat::Text);
         return report(smproxy::demo::run());
     }
     let Some(path) = cli.config else {
@@ -55,9 +55,15 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
-        println!("{}: ok ({} site(s))", path.display(), settings.sites.len());
+        let https = settings.sites.iter().filter(|s| s.tls.is_some()).count();
+        println!(
+            "{}: ok ({} site(s), {https} with a valid certificate and key)",
+            path.display(),
+            settings.sites.len()
+        );
         return ExitCode::SUCCESS;
     }
+    init_logging(settings.log.format);
     let opts = smproxy::server::ProcessOptions {
         upgrade: cli.upgrade,
         ..Default::default()
@@ -78,11 +84,16 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs go to stderr (journald and container runtimes collect it): text for people, or one JSON
+/// object per line for log pipelines. `SMPROXY_LOG` filters (default `info`).
+fn init_logging(format: smproxy::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SMPROXY_LOG")
         .unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        smproxy::config::LogFormat::Json => fmt.json().flatten_event(true).init(),
+        smproxy::config::LogFormat::Text => fmt.init(),
+    }
 }

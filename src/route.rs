@@ -62,20 +62,23 @@ pub fn normalize_host(host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Upstream;
+    use crate::config::{Origins, Upstream};
 
     fn site(name: &str, hosts: Vec<HostPattern>) -> Arc<Site> {
+        let upstream = Upstream {
+            authority: "127.0.0.1:1".into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            tls: false,
+            sni: String::new(),
+            verify: true,
+        };
         Arc::new(Site {
             index: 0,
             name: name.into(),
             hosts,
-            upstream: Upstream {
-                authority: "127.0.0.1:1".into(),
-                addr: "127.0.0.1:1".parse().unwrap(),
-                tls: false,
-                sni: String::new(),
-                verify: true,
-            },
+            upstream: upstream.clone(),
+            origins: Origins::single(upstream),
+            tls: None,
         })
     }
 

@@ -145,15 +145,25 @@ pub fn build(settings: Arc<Settings>, opts: ProcessOptions) -> anyhow::Result<Bu
         metrics.clone(),
     ));
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Smproxy::new(settings.clone(), metrics.clone(), collector),
-        "smproxy public",
-    );
+    let app = Smproxy::new(settings.clone(), metrics.clone(), collector);
+    let checks = crate::origins::health::HealthChecks::new(&settings, &app.pools());
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, app, "smproxy public");
     for addr in &settings.listen {
         proxy.add_listener(plain_listener(addr));
     }
+    if !settings.listen_tls.is_empty() {
+        let resolver = Arc::new(crate::tls::SniResolver::load(&settings.sites)?);
+        for addr in &settings.listen_tls {
+            let tls = crate::tls::listener::settings(resolver.clone())?;
+            proxy.add_tls_with_settings(addr, None, tls);
+        }
+        server.add_service(crate::tls::reload::service(resolver));
+    }
     server.add_service(proxy);
+    if !checks.is_empty() {
+        server.add_service(crate::origins::health::service(checks));
+    }
 
     let admin_app = AdminApp::with_store(
         settings.clone(),

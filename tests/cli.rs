@@ -222,3 +222,64 @@ collect:\n  rate_per_minute: 0\n",
         .unwrap();
     assert_eq!(stored, n);
 }
+
+#[test]
+fn check_validates_certificates_and_keys_with_their_field_paths() {
+    let dir = std::env::temp_dir().join(format!("smproxy-cli-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, names: &[&str]| {
+        let ck = rcgen::generate_simple_self_signed(
+            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, ck.cert.pem()).unwrap();
+        std::fs::write(&k, ck.key_pair.serialize_pem()).unwrap();
+        (c.display().to_string(), k.display().to_string())
+    };
+    let (shop_crt, shop_key) = write("shop", &["shop.example"]);
+    let (_, other_key) = write("other", &["other.example"]);
+    let site = |i: usize, host: &str, cert: &str, key: &str| {
+        format!(
+            "  - name: s{i}\n    hosts: ['{host}']\n    upstream: '127.0.0.1:1'\n    tls:\n      cert: '{cert}'\n      key: '{key}'\n"
+        )
+    };
+    let good = TempFile::new(&format!(
+        "client_id: abc\nlisten_tls: '127.0.0.1:8443'\nsites:\n{}",
+        site(0, "shop.example", &shop_crt, &shop_key)
+    ));
+    let out = check(&good.0);
+    assert!(out.status.success(), "{}", printed(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 with a valid certificate"),
+        "{}",
+        printed(&out)
+    );
+
+    let bad = TempFile::new(&format!(
+        "client_id: abc\nlisten_tls: '127.0.0.1:8443'\nsites:\n{}{}{}",
+        site(0, "shop.example", &shop_crt, &other_key),
+        site(1, "www.example", &shop_crt, &shop_key),
+        site(2, "x.example", "/nonexistent/x.crt", &shop_key),
+    ));
+    let out = check(&bad.0);
+    assert!(!out.status.success(), "{}", printed(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for (path, says) in [
+        ("sites[0].tls.key", "does not belong to the certificate"),
+        ("sites[1].hosts[0]", "not covered by the certificate"),
+        ("sites[2].tls.cert", "cannot read /nonexistent/x.crt"),
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("{path}: ")) && l.contains(says)),
+            "no `{path}: ...{says}...` line in:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -66,6 +66,10 @@ pub struct FileConfig {
     pub companies: CompaniesFile,
     /// Seconds that in-flight requests get to finish on shutdown.
     pub grace_period_seconds: Option<u64>,
+    /// HTTPS listener(s); certificates come from `sites[].tls`.
+    pub listen_tls: Option<OneOrMany>,
+    #[serde(default)]
+    pub log: LogFile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,12 +78,67 @@ pub struct SiteFile {
     pub name: Option<String>,
     #[serde(default)]
     pub hosts: Vec<String>,
-    pub upstream: Option<String>,
+    /// One origin, or a list of them sharing the load.
+    pub upstream: Option<OneOrMany>,
     #[serde(default)]
     pub upstream_tls: bool,
     pub upstream_sni: Option<String>,
     /// Verify the origin's certificate (HTTPS origins). Opt out only for self-signed origins.
     pub upstream_verify: Option<bool>,
+    /// round_robin | least_connections (with several origins).
+    pub balance: Option<String>,
+    pub health_check: Option<HealthCheckFile>,
+    pub passive_ejection: Option<PassiveEjectionFile>,
+    /// Extra attempts for idempotent requests whose connection to an origin failed.
+    pub retries: Option<u32>,
+    pub tls: Option<SiteTlsFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFile {
+    /// tcp | http
+    pub kind: Option<String>,
+    /// The path an `http` check requests (2xx or 3xx is healthy).
+    pub path: Option<String>,
+    pub interval_seconds: Option<f64>,
+    pub timeout_seconds: Option<f64>,
+    /// Consecutive successes that bring an origin back.
+    pub healthy_threshold: Option<u32>,
+    /// Consecutive failures that take an origin out.
+    pub unhealthy_threshold: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveEjectionFile {
+    /// Consecutive failed requests that eject an origin.
+    pub failures: Option<u32>,
+    /// How long an ejected origin gets no traffic.
+    pub eject_seconds: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteTlsFile {
+    /// PEM certificate chain (leaf first).
+    pub cert: Option<String>,
+    /// PEM private key.
+    pub key: Option<String>,
+    /// Answer plain-HTTP requests with `301` to the same URL over HTTPS.
+    pub redirect_http: Option<bool>,
+    /// `Strict-Transport-Security` max-age on HTTPS answers; 0 or absent: no header.
+    pub hsts_max_age_seconds: Option<u64>,
+    pub hsts_include_subdomains: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    /// text | json
+    pub format: Option<String>,
+    /// One line per request (target `access`).
+    pub access: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -2,7 +2,7 @@
 //! `field.path: reason`; the document itself is never echoed (it holds secrets).
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,7 +127,90 @@ pub struct Site {
     pub index: usize,
     pub name: String,
     pub hosts: Vec<HostPattern>,
+    /// The first origin (the only one for most sites).
     pub upstream: Upstream,
+    /// Every origin (`upstream` first) and how they share the load.
+    pub origins: Origins,
+    /// HTTPS termination for this site's hosts.
+    pub tls: Option<SiteTls>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConnections,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    Tcp,
+    /// `GET path`; 2xx or 3xx is healthy.
+    Http {
+        path: String,
+    },
+}
+
+/// Active health checks of a site's origins.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub kind: HealthCheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+/// A site's origins and the policies that spread requests over them.
+#[derive(Debug, Clone)]
+pub struct Origins {
+    pub list: Vec<Upstream>,
+    pub balance: Balance,
+    pub health_check: Option<HealthCheck>,
+    /// Consecutive failed requests that eject an origin (0: never).
+    pub eject_after_failures: u32,
+    pub eject_for: Duration,
+    /// Extra attempts of an idempotent request whose connection failed.
+    pub retries: u32,
+}
+
+impl Origins {
+    /// One origin, the defaults for everything else.
+    pub fn single(upstream: Upstream) -> Self {
+        Origins {
+            list: vec![upstream],
+            balance: Balance::RoundRobin,
+            health_check: None,
+            eject_after_failures: DEFAULT_EJECT_FAILURES,
+            eject_for: DEFAULT_EJECT_FOR,
+            retries: DEFAULT_RETRIES,
+        }
+    }
+}
+
+pub const DEFAULT_EJECT_FAILURES: u32 = 3;
+pub const DEFAULT_EJECT_FOR: Duration = Duration::from_secs(10);
+pub const DEFAULT_RETRIES: u32 = 1;
+
+/// A site's certificate and HTTPS policies.
+#[derive(Debug, Clone)]
+pub struct SiteTls {
+    pub cert: String,
+    pub key: String,
+    pub redirect_http: bool,
+    /// `Strict-Transport-Security` value, when enabled.
+    pub hsts: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub access: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -185,6 +268,9 @@ pub struct Settings {
     pub durability: Durability,
     pub timeouts: Timeouts,
     pub grace_period: Duration,
+    /// HTTPS listeners (certificates from the sites' `tls`).
+    pub listen_tls: Vec<String>,
+    pub log: LogSettings,
 }
 
 /// Reads and checks a configuration file.
@@ -264,6 +350,10 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 395;
 pub const MAX_RETENTION_DAYS: u32 = 36_500;
 
 impl Checker<'_> {
+    pub(super) fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
     pub(super) fn err(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.errors.push(ConfigError {
             path: path.into(),
@@ -437,6 +527,8 @@ impl Checker<'_> {
             idle: self.seconds("timeouts.idle", f.timeouts.idle, 60.0),
         };
         let grace_period = Duration::from_secs(f.grace_period_seconds.unwrap_or(10));
+        let listen_tls = self.listen_tls(f.listen_tls.as_ref(), &listen, &admin_listen, &sites);
+        let log = self.log(&f.log);
 
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
@@ -467,6 +559,8 @@ impl Checker<'_> {
             durability,
             timeouts,
             grace_period,
+            listen_tls,
+            log,
         })
     }
 
@@ -479,7 +573,7 @@ impl Checker<'_> {
     ) -> Option<Site> {
         let at = |field: &str| format!("sites[{i}].{field}");
         let errors_before = self.errors.len();
-        let name = s.name.unwrap_or_default();
+        let name = s.name.clone().unwrap_or_default();
         if name.is_empty()
             || name.len() > 64
             || !name
@@ -514,58 +608,20 @@ impl Checker<'_> {
             }
         }
 
-        let authority = match s.upstream {
-            Some(u) if !u.is_empty() => u,
-            _ => {
-                self.err(at("upstream"), "is required: host:port of the origin");
-                String::new()
-            }
-        };
-        let mut addr = None;
-        if !authority.is_empty() {
-            match split_host_port(&authority) {
-                None => self.err(at("upstream"), format!("'{authority}' is not host:port")),
-                Some((host, port)) => match (host, port).to_socket_addrs() {
-                    Ok(mut addrs) => match addrs.next() {
-                        Some(a) => addr = Some(a),
-                        None => self.err(
-                            at("upstream"),
-                            format!("'{authority}' resolves to no address"),
-                        ),
-                    },
-                    Err(e) => {
-                        self.err(at("upstream"), format!("cannot resolve '{authority}': {e}"))
-                    }
-                },
-            }
-        }
-        let sni = s.upstream_sni.unwrap_or_else(|| {
-            split_host_port(&authority)
-                .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_string())
-                .unwrap_or_default()
-        });
-        let verify = s.upstream_verify.unwrap_or(true);
-        if !s.upstream_tls && s.upstream_verify.is_some() {
-            self.err(
-                at("upstream_verify"),
-                "only applies with upstream_tls: true",
-            );
-        }
+        let origins = self.origins(i, &s);
+        let tls = s.tls.as_ref().and_then(|t| self.site_tls(i, t, &hosts));
 
         if self.errors.len() > errors_before {
             return None;
         }
+        let origins = origins?;
         Some(Site {
             index: i,
             name,
             hosts,
-            upstream: Upstream {
-                authority,
-                addr: addr?,
-                tls: s.upstream_tls,
-                sni,
-                verify,
-            },
+            upstream: origins.list.first()?.clone(),
+            origins,
+            tls,
         })
     }
 
@@ -615,7 +671,7 @@ impl Checker<'_> {
         }
     }
 
-    fn seconds(&mut self, field: &str, value: Option<f64>, default: f64) -> Duration {
+    pub(super) fn seconds(&mut self, field: &str, value: Option<f64>, default: f64) -> Duration {
         let v = value.unwrap_or(default);
         if !(v > 0.0 && v <= 86_400.0) {
             self.err(field, "must be a number of seconds between 0 and 86400");
@@ -626,7 +682,7 @@ impl Checker<'_> {
 }
 
 /// `host:port`, `[v6]:port`; the port is required (an origin has no implicit scheme here).
-fn split_host_port(s: &str) -> Option<(&str, u16)> {
+pub(super) fn split_host_port(s: &str) -> Option<(&str, u16)> {
     let (host, port) = s.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
     if host.is_empty() || (host.contains(':') && !(host.starts_with('[') && host.ends_with(']'))) {

@@ -2,17 +2,20 @@
 //!
 //! | phase | job |
 //! |---|---|
-//! | `request_filter` | route by Host (421 when no site); the tracker and collect paths and the identity of page navigations (`collect.rs`); decide whether the page may be injected |
-//! | `upstream_peer` | the site's origin |
+//! | `request_filter` | route by Host (421 when no site); plain HTTP → HTTPS redirect (`edge.rs`); the tracker and collect paths and the identity of page navigations (`collect.rs`); decide whether the page may be injected |
+//! | `upstream_peer` | one of the site's origins (`origins::Pool`) |
+//! | `fail_to_connect` | passive ejection; retry an idempotent request on another origin |
 //! | `upstream_request_filter` | `X-Forwarded-*`; ask for `identity` when the answer may be injected |
 //! | `upstream_response_filter` | decide on the response; fix its headers; set up the body pipeline |
-//! | `response_filter` | identity cookies; HTTP/1.0 clients: close-delimited body instead of chunked |
+//! | `response_filter` | identity cookies; HSTS; HTTP/1.0 clients: close-delimited body instead of chunked |
 //! | `response_body_filter` | stream the body through decode → inject → encode |
 //! | `fail_to_proxy` | 502/504 pages |
-//! | `logging` | counters, and one log line per failed rewrite |
+//! | `logging` | counters, one log line per failed rewrite, the access log |
 
+mod access;
 mod body;
 mod collect;
+mod edge;
 mod errors;
 pub mod headers;
 
@@ -32,6 +35,7 @@ use crate::collect::collector::Collector;
 use crate::config::{Settings, Site};
 use crate::inject::{self, charset, csp, decide, Injector, InjectorOptions, Skip};
 use crate::metrics::Metrics;
+use crate::origins::Pool;
 use crate::route::Router;
 use crate::snippet::Snippet;
 use body::BodyRewrite;
@@ -40,7 +44,9 @@ use body::BodyRewrite;
 pub struct Smproxy {
     settings: Arc<Settings>,
     router: Router,
-    peers: Vec<HttpPeer>,
+    pools: Vec<Arc<Pool>>,
+    /// The HTTPS port for redirects (`None`: 443).
+    https_port: Option<u16>,
     snippet: Snippet,
     snippet_html: Arc<str>,
     tracker_path: Arc<str>,
@@ -60,20 +66,24 @@ pub struct RequestCtx {
     body_failed: bool,
     /// Identity cookies for the answer to a page navigation.
     set_cookies: Vec<String>,
+    /// The origin of the current attempt (released in `logging`).
+    origin: Option<usize>,
+    /// Origins this request tried (bit set).
+    tried: u64,
+    /// Attempts that failed to connect.
+    failed_connects: u32,
+    started: Option<std::time::Instant>,
 }
 
 impl Smproxy {
     pub fn new(settings: Arc<Settings>, metrics: Arc<Metrics>, collector: Arc<Collector>) -> Self {
         let tracker_src = collector.tracker().src(&settings.tracker_path);
         let snippet = Snippet::new(&settings.client_id, &tracker_src);
-        let peers = settings
-            .sites
-            .iter()
-            .map(|s| peer_for(s, &settings))
-            .collect();
+        let pools = crate::origins::Pools::new(&settings).0;
         Smproxy {
             router: Router::new(&settings.sites),
-            peers,
+            pools,
+            https_port: crate::config::https_port(&settings.listen_tls),
             snippet_html: Arc::from(snippet.html()),
             snippet,
             tracker_path: Arc::from(settings.tracker_path.as_str()),
@@ -81,6 +91,11 @@ impl Smproxy {
             metrics,
             collector,
         }
+    }
+
+    /// The sites' origin pools, by site index (shared with the health checks).
+    pub fn pools(&self) -> Vec<Arc<Pool>> {
+        self.pools.clone()
     }
 
     fn injector_for(&self, resp: &ResponseHeader, cs: charset::Charset) -> Injector {
@@ -99,22 +114,6 @@ impl Smproxy {
             max_buffer_bytes: self.settings.inject.max_buffer_bytes,
         })
     }
-}
-
-fn peer_for(site: &Site, settings: &Settings) -> HttpPeer {
-    let up = &site.upstream;
-    let mut peer = HttpPeer::new(up.addr, up.tls, up.sni.clone());
-    let t = &settings.timeouts;
-    peer.options.connection_timeout = Some(t.connect);
-    peer.options.total_connection_timeout = Some(t.connect);
-    peer.options.read_timeout = Some(t.read);
-    peer.options.write_timeout = Some(t.write);
-    peer.options.idle_timeout = Some(t.idle);
-    if up.tls && !up.verify {
-        peer.options.verify_cert = false;
-        peer.options.verify_hostname = false;
-    }
-    peer
 }
 
 fn header_str<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
@@ -170,7 +169,18 @@ impl ProxyHttp for Smproxy {
             return Ok(true);
         };
         ctx.site = Some(site.clone());
+        ctx.started = Some(std::time::Instant::now());
         let site = site.clone();
+        if site.tls.as_ref().is_some_and(|t| t.redirect_http) && !self.client(session, &site).https
+        {
+            let req = session.req_header();
+            let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+            let location =
+                edge::https_location(request_host(req).unwrap_or(""), path, self.https_port);
+            let method = req.method.clone();
+            respond(session, edge::redirect(&method, &location)).await?;
+            return Ok(true);
+        }
         if let collect::Handled::Done = self.collect_phase(session, ctx, &site).await? {
             return Ok(true);
         }
@@ -197,7 +207,44 @@ impl ProxyHttp for Smproxy {
             .site
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "request without a site"))?;
-        Ok(Box::new(self.peers[site.index].clone()))
+        let pool = &self.pools[site.index];
+        if let Some(previous) = ctx.origin.take() {
+            pool.release(previous); // a retry: the last attempt is over
+        }
+        let i = pool.select(ctx.tried).ok_or_else(|| {
+            Error::explain(
+                ErrorType::ConnectNoRoute,
+                "every origin of the site was tried",
+            )
+        })?;
+        if i < 64 {
+            ctx.tried |= 1 << i;
+        }
+        pool.acquire(i);
+        ctx.origin = Some(i);
+        Ok(Box::new(pool.origins[i].peer.clone()))
+    }
+
+    /// No connection to the origin: it counts towards ejecting it, and an idempotent request
+    /// (nothing was sent yet) is tried on another origin, up to the site's `retries`.
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let (Some(site), Some(i)) = (&ctx.site, ctx.origin.take()) else {
+            return e;
+        };
+        let pool = &self.pools[site.index];
+        pool.release(i);
+        pool.failed(i);
+        ctx.failed_connects += 1;
+        let idempotent = session.req_header().method.is_idempotent();
+        let another = pool.has_untried(ctx.tried);
+        e.set_retry(idempotent && another && ctx.failed_connects <= pool.retries);
+        e
     }
 
     /// Forwarding headers; `Accept-Encoding: identity` for requests whose answer may be
@@ -241,6 +288,9 @@ impl ProxyHttp for Smproxy {
         let Some(site) = ctx.site.clone() else {
             return Ok(());
         };
+        if let Some(i) = ctx.origin {
+            self.pools[site.index].succeeded(i);
+        }
         if resp.status.is_informational() {
             return Ok(());
         }
@@ -313,6 +363,15 @@ impl ProxyHttp for Smproxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         collect::add_cookies(resp, &ctx.set_cookies)?;
+        if let Some(hsts) = ctx
+            .site
+            .as_ref()
+            .and_then(|s| s.tls.as_ref()?.hsts.as_ref())
+        {
+            if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+                resp.insert_header(header::STRICT_TRANSPORT_SECURITY, hsts.as_str())?;
+            }
+        }
         let version = session.req_header().version;
         if version == http::Version::HTTP_10 || version == http::Version::HTTP_09 {
             headers::for_http10_client(resp);
@@ -369,6 +428,11 @@ impl ProxyHttp for Smproxy {
             },
         };
         if let Some(site) = &ctx.site {
+            if e.esource() == &pingora::ErrorSource::Upstream {
+                if let Some(i) = ctx.origin {
+                    self.pools[site.index].failed(i);
+                }
+            }
             if code == 502 || code == 504 {
                 self.metrics
                     .site(site.index)
@@ -407,7 +471,18 @@ impl ProxyHttp for Smproxy {
             )
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let (Some(site), Some(i)) = (&ctx.site, ctx.origin) {
+            self.pools[site.index].release(i);
+        }
+        if self.settings.log.access {
+            let origin = ctx
+                .site
+                .as_ref()
+                .zip(ctx.origin)
+                .map(|(s, i)| self.pools[s.index].origins[i].upstream.authority.as_str());
+            access::log(session, ctx.site.as_deref(), origin, ctx.started, e);
+        }
         let (Some(site), Some(rw)) = (&ctx.site, ctx.body.as_mut()) else {
             return;
         };

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub mod binary;
 pub mod browser;
+pub mod tls;
 
 use async_trait::async_trait;
 use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
