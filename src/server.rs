@@ -13,7 +13,7 @@ use crate::config::{Secret, Settings};
 use crate::identity::Keys;
 use crate::metrics::Metrics;
 use crate::proxy::Smproxy;
-use crate::store::{EventWriter, Reports, SqliteStore, Store, WriterConfig};
+use crate::store::{EventWriter, PostgresStore, Reports, SqliteStore, Store, WriterConfig};
 
 /// A built process, ready to run.
 pub struct Built {
@@ -75,15 +75,28 @@ fn instance_tag(settings: &Settings) -> String {
         .collect()
 }
 
-/// Opens the store, starts the writer and builds the server with its services.
-pub fn build(settings: Arc<Settings>, opts: ProcessOptions) -> anyhow::Result<Built> {
-    let keys = keys(&settings)?;
+/// The configured store, as the writer's and the admin's view of it.
+fn open_store(settings: &Settings) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Reports>)> {
+    if let Some(config) = &settings.postgres {
+        // The error says what PostgreSQL or the network said; the URL (which may hold the
+        // password) is not repeated.
+        let pg = Arc::new(
+            PostgresStore::connect(config.clone())
+                .map_err(|e| anyhow::anyhow!("store.postgres: {e}"))?,
+        );
+        return Ok((pg.clone(), pg));
+    }
     let sqlite = Arc::new(
         SqliteStore::open(&settings.sqlite_path)
             .map_err(|e| anyhow::anyhow!("store.sqlite {}: {e}", settings.sqlite_path))?,
     );
-    let store: Arc<dyn Store> = sqlite.clone();
-    let reports: Arc<dyn Reports> = sqlite;
+    Ok((sqlite.clone(), sqlite))
+}
+
+/// Opens the store, starts the writer and builds the server with its services.
+pub fn build(settings: Arc<Settings>, opts: ProcessOptions) -> anyhow::Result<Built> {
+    let keys = keys(&settings)?;
+    let (store, reports) = open_store(&settings)?;
     let writer = EventWriter::start(
         store.clone(),
         WriterConfig {

@@ -4,6 +4,7 @@
 mod collection;
 mod file;
 mod secret;
+mod store;
 mod validate;
 
 pub use collection::{CollectSettings, ConsentMode, ConsentSettings, CookieSettings};
