@@ -112,7 +112,7 @@ CREATE TABLE visitor_sessions (
 "#;
 
 /// The advisory lock key that serialises migrations ("smproxy" in ASCII, as a number).
-const MIGRATION_LOCK: i64 = 0x736d_7072_6f78_79;
+const MIGRATION_LOCK: i64 = 0x0073_6d70_726f_7879;
 
 /// The first key of the two-key advisory locks on visitors ("sm"); the second is the hash
 /// of the visitor id. The two-key space is separate from the one-key space of

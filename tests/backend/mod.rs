@@ -340,6 +340,7 @@ impl Reports for AnyStore {
 
 /// Makes each named `fn name(backend: Backend)` two tests, `name::sqlite` and
 /// `name::postgres`, so one body checks both stores.
+#[allow(unused_macros)] // tests/fleet.rs runs on PostgreSQL only
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         $(
