@@ -14,7 +14,7 @@ use crate::config::{Durability, Secret, Settings};
 use crate::identity::Keys;
 use crate::metrics::Metrics;
 use crate::proxy::Smproxy;
-use crate::store::{EventWriter, Reports, SqliteStore, Store, WriterConfig};
+use crate::store::{EventWriter, PostgresStore, Reports, SqliteStore, Store, WriterConfig};
 
 /// A built process, ready to run.
 pub struct Built {
@@ -86,9 +86,17 @@ fn plain_listener(addr: &str) -> ListenerConfig {
     ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE))
 }
 
-/// Opens the store, starts the writer and builds the server with its services.
-pub fn build(settings: Arc<Settings>, opts: ProcessOptions) -> anyhow::Result<Built> {
-    let keys = keys(&settings)?;
+/// The configured store, as the writer's and the admin's view of it.
+fn open_store(settings: &Settings) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Reports>)> {
+    if let Some(config) = &settings.postgres {
+        // The error says what PostgreSQL or the network said; the URL (which may hold the
+        // password) is not repeated.
+        let pg = Arc::new(
+            PostgresStore::connect(config.clone())
+                .map_err(|e| anyhow::anyhow!("store.postgres: {e}"))?,
+        );
+        return Ok((pg.clone(), pg));
+    }
     let sqlite = Arc::new(
         SqliteStore::open(&settings.sqlite_path)
             .map_err(|e| anyhow::anyhow!("store.sqlite {}: {e}", settings.sqlite_path))?,
@@ -98,8 +106,13 @@ pub fn build(settings: Arc<Settings>, opts: ProcessOptions) -> anyhow::Result<Bu
             .sync_every_commit()
             .map_err(|e| anyhow::anyhow!("store.durability strict: {e}"))?;
     }
-    let store: Arc<dyn Store> = sqlite.clone();
-    let reports: Arc<dyn Reports> = sqlite;
+    Ok((sqlite.clone(), sqlite))
+}
+
+/// Opens the store, starts the writer and builds the server with its services.
+pub fn build(settings: Arc<Settings>, opts: ProcessOptions) -> anyhow::Result<Built> {
+    let keys = keys(&settings)?;
+    let (store, reports) = open_store(&settings)?;
     let writer = EventWriter::start(
         store.clone(),
         WriterConfig {

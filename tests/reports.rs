@@ -1,4 +1,5 @@
-//! The SQLite [`Reports`] against a model: a seeded generator produces a few days of traffic
+//! The [`Reports`] of both stores (SQLite and PostgreSQL, each test body runs on both, see
+//! `backend`) against a model: a seeded generator produces a few days of traffic
 //! (several sites, returning visitors, sessions split by long pauses, robots, events without
 //! a visitor, engagement, UTM tags, referrers, companies, contacts identified by form, by the
 //! vendor's id and by mailing links, cross-site identities, a shared computer), stores it
@@ -7,14 +8,16 @@
 //! the model applies the 30-minute rule itself).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use smproxy::store::reports::{
     Bucket, CompanyCard, CompanySummary, ContactCard, ContactSummary, Dimension, Erased, Filter,
     Point, Row, SiteSeen, Stats, TimelineEntry, COMPANY_PAGES, MAX_BUCKETS,
 };
 use smproxy::store::{Event, EventKind, Reports, SqliteStore, Store, StoreError, SESSION_IDLE_MS};
+
+#[macro_use]
+mod backend;
+use backend::{AnyStore, Backend, TestDb};
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
@@ -24,33 +27,6 @@ const START: i64 = 1_735_689_600_000;
 const DAYS: i64 = 3;
 const SITES: [&str; 3] = ["shop", "blog", "docs"];
 const COMPANIES: [&str; 5] = ["ACME", "Globex", "Initech", "Umbrella", "Żabka"];
-
-/// A unique directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "smproxy-reports-{name}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed),
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn db(&self) -> PathBuf {
-        self.0.join("events.db")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Generation
@@ -268,7 +244,7 @@ impl Gen {
     }
 }
 
-fn scenario(store: &SqliteStore) -> Scenario {
+fn scenario(store: &impl Store) -> Scenario {
     let mut g = Gen {
         rng: fastrand::Rng::with_seed(7),
         events: Vec::new(),
@@ -362,7 +338,7 @@ fn scenario(store: &SqliteStore) -> Scenario {
     }
 }
 
-fn insert(store: &SqliteStore, events: &[Event]) {
+fn insert(store: &impl Store, events: &[Event]) {
     let mut rng = fastrand::Rng::with_seed(11);
     let mut rest = events;
     while !rest.is_empty() {
@@ -858,25 +834,19 @@ fn without_sessions(entries: &[TimelineEntry]) -> Vec<TimelineEntry> {
 // ---------------------------------------------------------------------------------------------
 
 struct Fixture {
-    _dir: TempDir,
-    db: PathBuf,
-    store: SqliteStore,
+    // Dropped after the store (fields drop in order), which may hold connections to it.
+    store: AnyStore,
+    db: TestDb,
     model: Model,
 }
 
-fn fixture(name: &str) -> Fixture {
-    let dir = TempDir::new(name);
-    let db = dir.db();
-    let store = SqliteStore::open(&db).unwrap();
+fn fixture(backend: Backend, name: &str) -> Fixture {
+    let db = TestDb::new(backend, name);
+    let store = db.open();
     let s = scenario(&store);
     insert(&store, &s.events);
     let model = Model::new(&s);
-    Fixture {
-        _dir: dir,
-        db,
-        store,
-        model,
-    }
+    Fixture { store, db, model }
 }
 
 fn filter(site: Option<&str>, from_ms: i64, to_ms: i64) -> Filter {
@@ -903,18 +873,14 @@ fn filters() -> Vec<Filter> {
     ]
 }
 
-fn count(db: &Path, sql: &str, param: &str) -> i64 {
-    rusqlite::Connection::open(db)
-        .unwrap()
-        .query_row(sql, [param], |r| r.get(0))
-        .unwrap()
+fn count(db: &TestDb, sql: &str, param: &str) -> i64 {
+    db.count(sql, &[param])
 }
 
 /// The scenario has what the reports must handle, so a comparison with the model means
 /// something.
-#[test]
-fn the_scenario_covers_every_case() {
-    let fx = fixture("scenario");
+fn the_scenario_covers_every_case(backend: Backend) {
+    let fx = fixture(backend, "scenario");
     let model = &fx.model;
     let e = &model.events;
     let has = |p: &dyn Fn(&Stored) -> bool| e.iter().filter(|s| p(s)).count();
@@ -964,9 +930,8 @@ fn the_scenario_covers_every_case() {
     );
 }
 
-#[test]
-fn stats_match_the_model() {
-    let fx = fixture("stats");
+fn stats_match_the_model(backend: Backend) {
+    let fx = fixture(backend, "stats");
     let (store, model) = (&fx.store, &fx.model);
     for f in filters() {
         assert_eq!(store.stats(&f).unwrap(), model.stats(&f), "{f:?}");
@@ -977,9 +942,8 @@ fn stats_match_the_model() {
     assert!(store.count_events(Some("botsite")).unwrap() > 0);
 }
 
-#[test]
-fn timeseries_match_the_model_with_every_bucket() {
-    let fx = fixture("timeseries");
+fn timeseries_match_the_model_with_every_bucket(backend: Backend) {
+    let fx = fixture(backend, "timeseries");
     let (store, model) = (&fx.store, &fx.model);
     for f in filters() {
         for bucket in [Bucket::Hour, Bucket::Day] {
@@ -1003,9 +967,9 @@ fn timeseries_match_the_model_with_every_bucket() {
         .is_empty());
 }
 
-#[test]
-fn timeseries_refuse_absurd_ranges_without_panicking() {
-    let store = SqliteStore::open_in_memory().unwrap();
+fn timeseries_refuse_absurd_ranges_without_panicking(backend: Backend) {
+    let db = TestDb::new(backend, "absurd");
+    let store = db.open();
     let too_long = filter(None, 0, (MAX_BUCKETS as i64 + 1) * HOUR);
     assert!(matches!(
         store.timeseries(&too_long, Bucket::Hour),
@@ -1032,9 +996,8 @@ fn timeseries_refuse_absurd_ranges_without_panicking() {
     );
 }
 
-#[test]
-fn every_breakdown_matches_the_model() {
-    let fx = fixture("breakdown");
+fn every_breakdown_matches_the_model(backend: Backend) {
+    let fx = fixture(backend, "breakdown");
     let (store, model) = (&fx.store, &fx.model);
     for f in filters() {
         for d in Dimension::ALL {
@@ -1091,9 +1054,8 @@ fn every_breakdown_matches_the_model() {
     assert!(entries <= store.stats(all).unwrap().sessions);
 }
 
-#[test]
-fn live_visitors_and_sites_seen_match_the_model() {
-    let fx = fixture("live");
+fn live_visitors_and_sites_seen_match_the_model(backend: Backend) {
+    let fx = fixture(backend, "live");
     let (store, model) = (&fx.store, &fx.model);
     let mut nows: Vec<i64> = model
         .events
@@ -1131,9 +1093,8 @@ fn live_visitors_and_sites_seen_match_the_model() {
     );
 }
 
-#[test]
-fn contact_search_and_cards_match_the_model() {
-    let fx = fixture("contacts");
+fn contact_search_and_cards_match_the_model(backend: Backend) {
+    let fx = fixture(backend, "contacts");
     let (store, model) = (&fx.store, &fx.model);
     for search in [
         None,
@@ -1187,9 +1148,8 @@ fn contact_search_and_cards_match_the_model() {
 
 /// Two people on one browser: each card has only their own attributed events, plus the
 /// anonymous ones of that browser's cross-site identity.
-#[test]
-fn a_shared_computer_keeps_two_histories() {
-    let fx = fixture("shared");
+fn a_shared_computer_keeps_two_histories(backend: Backend) {
+    let fx = fixture(backend, "shared");
     let (store, model) = (&fx.store, &fx.model);
     let shared: Vec<&Stored> = model
         .events
@@ -1228,9 +1188,8 @@ fn a_shared_computer_keeps_two_histories() {
     assert_eq!(cx.company.as_deref(), Some("Initech"));
 }
 
-#[test]
-fn export_has_every_row_and_column() {
-    let fx = fixture("export");
+fn export_has_every_row_and_column(backend: Backend) {
+    let fx = fixture(backend, "export");
     let (store, model) = (&fx.store, &fx.model);
     const EVENT_COLUMNS: [&str; 28] = [
         "id",
@@ -1313,10 +1272,9 @@ fn export_has_every_row_and_column() {
     assert_eq!(store.export_contact("no-such-contact").unwrap(), None);
 }
 
-#[test]
-fn erase_removes_everything_about_one_contact_and_nothing_else() {
-    let mut fx = fixture("erase");
-    let (store, db) = (&fx.store, fx.db.clone());
+fn erase_removes_everything_about_one_contact_and_nothing_else(backend: Backend) {
+    let mut fx = fixture(backend, "erase");
+    let (store, db) = (&fx.store, &fx.db);
     let model = &mut fx.model;
     // The contacts with the most to erase: attributed events, links and smids events; and
     // one of the shared computer, whose companion must keep their attributed events.
@@ -1356,17 +1314,17 @@ fn erase_removes_everything_about_one_contact_and_nothing_else() {
         assert_eq!(store.export_contact(id).unwrap(), None);
         assert!(store.contacts(Some(id), 10, 0).unwrap().is_empty());
         assert_eq!(
-            count(&db, "SELECT COUNT(*) FROM contacts WHERE id = ?1", id),
+            count(db, "SELECT COUNT(*) FROM contacts WHERE id = $1", id),
             0
         );
         assert_eq!(
-            count(&db, "SELECT COUNT(*) FROM events WHERE contact_id = ?1", id),
+            count(db, "SELECT COUNT(*) FROM events WHERE contact_id = $1", id),
             0
         );
         assert_eq!(
             count(
-                &db,
-                "SELECT COUNT(*) FROM visitor_contacts WHERE contact_id = ?1",
+                db,
+                "SELECT COUNT(*) FROM visitor_contacts WHERE contact_id = $1",
                 id
             ),
             0
@@ -1374,8 +1332,8 @@ fn erase_removes_everything_about_one_contact_and_nothing_else() {
         for v in &visitors {
             assert_eq!(
                 count(
-                    &db,
-                    "SELECT COUNT(*) FROM visitor_sessions WHERE visitor_id = ?1",
+                    db,
+                    "SELECT COUNT(*) FROM visitor_sessions WHERE visitor_id = $1",
                     v
                 ),
                 0,
@@ -1409,7 +1367,7 @@ fn erase_removes_everything_about_one_contact_and_nothing_else() {
             .filter(|s| s.contact.as_ref() == Some(id))
             .count();
         assert_eq!(
-            count(&db, "SELECT COUNT(*) FROM events WHERE contact_id = ?1", id),
+            count(db, "SELECT COUNT(*) FROM events WHERE contact_id = $1", id),
             attributed as i64
         );
     }
@@ -1422,9 +1380,8 @@ fn erase_removes_everything_about_one_contact_and_nothing_else() {
     }
 }
 
-#[test]
-fn companies_and_company_cards_match_the_model() {
-    let fx = fixture("companies");
+fn companies_and_company_cards_match_the_model(backend: Backend) {
+    let fx = fixture(backend, "companies");
     let (store, model) = (&fx.store, &fx.model);
     let mut ids: BTreeMap<String, i64> = BTreeMap::new();
     for f in filters() {
@@ -1490,24 +1447,31 @@ fn companies_and_company_cards_match_the_model() {
 /// Reports read through their own connection: an open write transaction on the file (another
 /// process, or the writer in the middle of a batch) neither blocks them nor shows them
 /// uncommitted rows.
-#[test]
-fn reports_read_committed_data_while_a_write_is_open() {
-    let fx = fixture("concurrent");
+fn reports_read_committed_data_while_a_write_is_open(backend: Backend) {
+    let fx = fixture(backend, "concurrent");
     let (store, model, db) = (&fx.store, &fx.model, &fx.db);
     let all = filters()[0].clone();
     let before = store.stats(&all).unwrap();
-    let other = rusqlite::Connection::open(db).unwrap();
-    other.execute_batch("BEGIN IMMEDIATE").unwrap();
-    other
-        .execute(
-            "INSERT INTO events (kind, ts_ms, site, visitor_id, url, path)
-             VALUES ('pageview', ?1, 'shop', 'late', 'https://shop.example/', '/')",
-            [START + 10],
-        )
-        .unwrap();
+    // Another connection inserts a row and keeps its transaction open.
+    let late = "INSERT INTO events (kind, ts_ms, site, visitor_id, url, path)
+                VALUES ('pageview', $1, 'shop', 'late', 'https://shop.example/', '/')";
+    let commit: Box<dyn FnOnce()> = match backend {
+        Backend::Sqlite => {
+            let other = rusqlite::Connection::open(db.sqlite_path()).unwrap();
+            other.execute_batch("BEGIN IMMEDIATE").unwrap();
+            other.execute(late, [START + 10]).unwrap();
+            Box::new(move || other.execute_batch("COMMIT").unwrap())
+        }
+        Backend::Postgres => {
+            let mut other = postgres::Client::connect(&db.pg_url(), postgres::NoTls).unwrap();
+            other.batch_execute("BEGIN").unwrap();
+            other.execute(late, &[&(START + 10)]).unwrap();
+            Box::new(move || other.batch_execute("COMMIT").unwrap())
+        }
+    };
     assert_eq!(store.stats(&all).unwrap(), before);
     assert_eq!(before, model.stats(&all));
-    other.execute_batch("COMMIT").unwrap();
+    commit();
     assert_eq!(store.stats(&all).unwrap().pageviews, before.pageviews + 1);
 }
 
@@ -1530,11 +1494,11 @@ fn an_in_memory_store_reports_too() {
 /// keeps its rows; new events fill them.
 #[test]
 fn a_version_2_file_migrates_to_3() {
-    let dir = TempDir::new("v2");
+    let dir = TestDb::new(Backend::Sqlite, "v2");
     {
-        let store = SqliteStore::open_at_version(dir.db(), 2).unwrap();
+        let store = SqliteStore::open_at_version(dir.sqlite_path(), 2).unwrap();
         assert_eq!(store.schema_version().unwrap(), 2);
-        let conn = rusqlite::Connection::open(dir.db()).unwrap();
+        let conn = rusqlite::Connection::open(dir.sqlite_path()).unwrap();
         assert!(conn.prepare("SELECT browser FROM events").is_err());
         conn.execute(
             "INSERT INTO events (kind, ts_ms, site, visitor_id, session_id, url, path)
@@ -1543,7 +1507,7 @@ fn a_version_2_file_migrates_to_3() {
         )
         .unwrap();
     }
-    let store = SqliteStore::open(dir.db()).unwrap();
+    let store = SqliteStore::open(dir.sqlite_path()).unwrap();
     assert!(SqliteStore::latest_schema_version() >= 3);
     assert_eq!(
         store.schema_version().unwrap(),
@@ -1572,7 +1536,7 @@ fn a_version_2_file_migrates_to_3() {
     );
     assert_eq!(store.stats(&f).unwrap().pageviews, 2);
     assert_eq!(store.breakdown(&f, Dimension::Pages, 10).unwrap().len(), 2);
-    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    let conn = rusqlite::Connection::open(dir.sqlite_path()).unwrap();
     let nulls: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM events WHERE browser IS NULL AND os IS NULL AND device IS NULL",
@@ -1582,3 +1546,18 @@ fn a_version_2_file_migrates_to_3() {
         .unwrap();
     assert_eq!(nulls, 1);
 }
+
+both_backends!(
+    the_scenario_covers_every_case,
+    stats_match_the_model,
+    timeseries_match_the_model_with_every_bucket,
+    every_breakdown_matches_the_model,
+    live_visitors_and_sites_seen_match_the_model,
+    contact_search_and_cards_match_the_model,
+    a_shared_computer_keeps_two_histories,
+    export_has_every_row_and_column,
+    erase_removes_everything_about_one_contact_and_nothing_else,
+    companies_and_company_cards_match_the_model,
+    reports_read_committed_data_while_a_write_is_open,
+    timeseries_refuse_absurd_ranges_without_panicking,
+);

@@ -1,45 +1,22 @@
-//! The event store and its background writer against a real SQLite file: nothing lost on a
-//! clean shutdown, migrations, identity linking, contacts known only by id, sessions,
+//! The event store and its background writer against a real SQLite file and a real PostgreSQL
+//! database (each test body runs on both, see `backend`): nothing lost on a clean shutdown, migrations, identity linking, contacts known only by id, sessions,
 //! retention, and the queue's drop and retry behaviour made deterministic with store wrappers
 //! (no sleeps as synchronisation).
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use smproxy::store::{
-    ContactId, Event, EventKind, EventWriter, SqliteStore, Store, StoreError, WriterConfig,
-    SESSION_IDLE_MS,
+    ContactId, Event, EventKind, EventWriter, PostgresStore, SqliteStore, Store, StoreError,
+    WriterConfig, SESSION_IDLE_MS,
 };
 
-/// A unique directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "smproxy-store-{name}-{}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed),
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn db(&self) -> PathBuf {
-        self.0.join("events.db")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[macro_use]
+mod backend;
+use backend::{AnyStore, Backend, TestDb};
 
 fn pageview(site: &str, visitor: Option<&str>, ts_ms: i64) -> Event {
     Event {
@@ -66,16 +43,15 @@ fn fast_retries(capacity: usize, max_retries: u32) -> WriterConfig {
     }
 }
 
-/// Reads a column straight from the file, independent of the Store API.
-fn contact_ids(db: &Path, visitor: &str) -> Vec<Option<String>> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT contact_id FROM events WHERE visitor_id = ?1 ORDER BY ts_ms")
-        .unwrap();
-    stmt.query_map([visitor], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+/// Reads a column straight from the database, independent of the Store API.
+fn contact_ids(db: &TestDb, visitor: &str) -> Vec<Option<String>> {
+    db.rows(
+        "SELECT contact_id FROM events WHERE visitor_id = $1 ORDER BY ts_ms",
+        &[visitor],
+    )
+    .iter()
+    .map(|r| r[0].text())
+    .collect()
 }
 
 /// Delegates everything to a real store; only `insert_batch` is interposed.
@@ -117,7 +93,7 @@ macro_rules! delegate_store {
 /// Each insert announces itself on `entered`, then waits until the test drops the release
 /// sender: the writer is provably busy while the test fills the queue.
 struct GatedStore {
-    inner: SqliteStore,
+    inner: AnyStore,
     entered: Mutex<mpsc::Sender<()>>,
     release: Mutex<mpsc::Receiver<()>>,
 }
@@ -134,7 +110,7 @@ delegate_store!(GatedStore);
 
 /// Fails the first `failures` inserts, then behaves.
 struct FlakyStore {
-    inner: SqliteStore,
+    inner: AnyStore,
     failures: AtomicU32,
 }
 
@@ -150,12 +126,11 @@ impl FlakyStore {
 }
 delegate_store!(FlakyStore);
 
-#[test]
-fn events_from_several_threads_are_all_written_by_shutdown() {
+fn events_from_several_threads_are_all_written_by_shutdown(backend: Backend) {
     const THREADS: usize = 5;
     const PER_THREAD: usize = 1_000;
-    let dir = TempDir::new("threads");
-    let store = Arc::new(SqliteStore::open(dir.db()).unwrap());
+    let db = TestDb::new(backend, "threads");
+    let store = Arc::new(db.open());
     let writer = EventWriter::start(store.clone(), WriterConfig::default()).unwrap();
 
     std::thread::scope(|scope| {
@@ -196,10 +171,9 @@ fn events_from_several_threads_are_all_written_by_shutdown() {
     assert_eq!(queue.dropped(), 1);
 }
 
-#[test]
-fn dropping_the_writer_also_flushes() {
-    let dir = TempDir::new("drop");
-    let store = Arc::new(SqliteStore::open(dir.db()).unwrap());
+fn dropping_the_writer_also_flushes(backend: Backend) {
+    let db = TestDb::new(backend, "drop");
+    let store = Arc::new(db.open());
     let writer = EventWriter::start(store.clone(), WriterConfig::default()).unwrap();
     let queue = writer.queue();
     for ts in 0..100 {
@@ -209,72 +183,89 @@ fn dropping_the_writer_also_flushes() {
     assert_eq!(store.count_events(None).unwrap(), 100);
 }
 
-#[test]
-fn reopening_applies_migrations_once_and_keeps_data() {
-    let dir = TempDir::new("migrate");
-    let latest = SqliteStore::latest_schema_version();
+fn reopening_applies_migrations_once_and_keeps_data(backend: Backend) {
+    let db = TestDb::new(backend, "migrate");
+    let latest = latest_schema_version(backend);
     {
-        let store = SqliteStore::open(dir.db()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), latest);
+        let store = db.open();
+        assert_eq!(schema_version(&store), latest);
         store.insert_batch(&[pageview("shop", None, 1)]).unwrap();
     }
-    let applied_at = |db: &Path| -> Vec<(u32, i64)> {
-        let conn = rusqlite::Connection::open(db).unwrap();
-        let mut stmt = conn
-            .prepare("SELECT version, applied_at FROM schema_migrations ORDER BY version")
-            .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
+    let applied_at = |db: &TestDb| -> Vec<(i64, i64)> {
+        db.rows(
+            "SELECT version, applied_at FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .iter()
+        .map(|r| (r[0].int(), r[1].int()))
+        .collect()
     };
-    let before = applied_at(&dir.db());
-    assert_eq!(before.len(), latest as usize);
+    let before = applied_at(&db);
+    // SQLite went through every version; PostgreSQL starts at version 3 (see its module).
+    let first = if backend == Backend::Sqlite { 1 } else { 3 };
+    let versions: Vec<i64> = before.iter().map(|(v, _)| *v).collect();
+    assert_eq!(versions, (first..=i64::from(latest)).collect::<Vec<_>>());
 
     for _ in 0..2 {
-        let store = SqliteStore::open(dir.db()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), latest);
+        let store = db.open();
+        assert_eq!(schema_version(&store), latest);
         assert_eq!(store.count_events(None).unwrap(), 1);
         store.ping().unwrap();
     }
-    assert_eq!(applied_at(&dir.db()), before, "no migration ran twice");
+    assert_eq!(applied_at(&db), before, "no migration ran twice");
 
-    let mode: String = rusqlite::Connection::open(dir.db())
-        .unwrap()
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(mode, "wal");
+    if backend == Backend::Sqlite {
+        let mode: String = rusqlite::Connection::open(db.sqlite_path())
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
 }
 
-#[test]
-fn a_file_from_a_newer_version_is_refused() {
-    let dir = TempDir::new("newer");
-    drop(SqliteStore::open(dir.db()).unwrap());
-    rusqlite::Connection::open(dir.db())
-        .unwrap()
-        .execute(
-            "INSERT INTO schema_migrations (version, applied_at) VALUES (9999, 0)",
-            [],
-        )
-        .unwrap();
+fn latest_schema_version(backend: Backend) -> u32 {
+    match backend {
+        Backend::Sqlite => SqliteStore::latest_schema_version(),
+        Backend::Postgres => PostgresStore::latest_schema_version(),
+    }
+}
+
+fn schema_version(store: &AnyStore) -> u32 {
+    match store {
+        AnyStore::Sqlite(s) => s.schema_version().unwrap(),
+        AnyStore::Postgres(s) => s.schema_version().unwrap(),
+    }
+}
+
+/// Opens the store without unwrapping, for tests of refusals.
+fn try_open(db: &TestDb) -> Result<AnyStore, StoreError> {
+    match db.backend {
+        Backend::Sqlite => SqliteStore::open(db.sqlite_path()).map(AnyStore::Sqlite),
+        Backend::Postgres => PostgresStore::connect(db.pg_config()).map(AnyStore::Postgres),
+    }
+}
+
+fn a_file_from_a_newer_version_is_refused(backend: Backend) {
+    let db = TestDb::new(backend, "newer");
+    drop(db.open());
+    db.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (9999, 0)");
     assert!(matches!(
-        SqliteStore::open(dir.db()),
+        try_open(&db),
         Err(StoreError::SchemaTooNew { found: 9999, .. })
     ));
 }
 
 #[test]
 fn open_creates_missing_directories() {
-    let dir = TempDir::new("mkdir");
-    let db = dir.0.join("a/b/events.db");
+    let dir = TestDb::new(Backend::Sqlite, "mkdir");
+    let db = dir.dir().join("a/b/events.db");
     SqliteStore::open(&db).unwrap().ping().unwrap();
     assert!(db.exists());
 }
 
-#[test]
-fn same_contact_for_differently_written_email() {
-    let dir = TempDir::new("contact");
-    let store = SqliteStore::open(dir.db()).unwrap();
+fn same_contact_for_differently_written_email(backend: Backend) {
+    let db = TestDb::new(backend, "contact");
+    let store = db.open();
     let a = store.upsert_contact_by_email("A@Example.com ", 1).unwrap();
     let b = store.upsert_contact_by_email("a@example.com", 2).unwrap();
     let c = store
@@ -287,21 +278,15 @@ fn same_contact_for_differently_written_email() {
         Err(StoreError::InvalidEmail)
     ));
 
-    let conn = rusqlite::Connection::open(dir.db()).unwrap();
-    let row: (String, i64, i64) = conn
-        .query_row(
-            "SELECT email, first_seen, last_seen FROM contacts WHERE id = ?1",
-            [a.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
-    assert_eq!(row, ("a@example.com".to_owned(), 1, 2));
+    assert_eq!(
+        contact_row(&db, a.as_str()),
+        Some((Some("a@example.com".to_owned()), 1, 2))
+    );
 }
 
-#[test]
-fn link_visitor_attaches_earlier_anonymous_events() {
-    let dir = TempDir::new("link");
-    let store = SqliteStore::open(dir.db()).unwrap();
+fn link_visitor_attaches_earlier_anonymous_events(backend: Backend) {
+    let db = TestDb::new(backend, "link");
+    let store = db.open();
     store
         .insert_batch(&[
             pageview("shop", Some("v1"), 10),
@@ -309,17 +294,14 @@ fn link_visitor_attaches_earlier_anonymous_events() {
             pageview("shop", Some("v2"), 30),
         ])
         .unwrap();
-    assert_eq!(contact_ids(&dir.db(), "v1"), vec![None, None]);
+    assert_eq!(contact_ids(&db, "v1"), vec![None, None]);
 
     let contact = store.upsert_contact_by_email("jan@firma.pl", 40).unwrap();
     assert_eq!(store.link_visitor("v1", &contact, 40).unwrap(), 2);
     let linked = Some(contact.as_str().to_owned());
+    assert_eq!(contact_ids(&db, "v1"), vec![linked.clone(), linked.clone()]);
     assert_eq!(
-        contact_ids(&dir.db(), "v1"),
-        vec![linked.clone(), linked.clone()]
-    );
-    assert_eq!(
-        contact_ids(&dir.db(), "v2"),
+        contact_ids(&db, "v2"),
         vec![None],
         "other visitors untouched"
     );
@@ -329,13 +311,12 @@ fn link_visitor_attaches_earlier_anonymous_events() {
     store
         .insert_batch(&[pageview("shop", Some("v1"), 60)])
         .unwrap();
-    assert_eq!(contact_ids(&dir.db(), "v1"), vec![linked.clone(); 3]);
+    assert_eq!(contact_ids(&db, "v1"), vec![linked.clone(); 3]);
 }
 
-#[test]
-fn identify_event_through_the_writer_links_the_visitor() {
-    let dir = TempDir::new("identify");
-    let store = Arc::new(SqliteStore::open(dir.db()).unwrap());
+fn identify_event_through_the_writer_links_the_visitor(backend: Backend) {
+    let db = TestDb::new(backend, "identify");
+    let store = Arc::new(db.open());
     let contact = store.upsert_contact_by_email("jan@firma.pl", 1).unwrap();
     let writer = EventWriter::start(store.clone(), WriterConfig::default()).unwrap();
     let queue = writer.queue();
@@ -354,13 +335,12 @@ fn identify_event_through_the_writer_links_the_visitor() {
     }));
     writer.shutdown();
     let linked = Some(contact.as_str().to_owned());
-    assert_eq!(contact_ids(&dir.db(), "v1"), vec![linked.clone(), linked]);
+    assert_eq!(contact_ids(&db, "v1"), vec![linked.clone(), linked]);
 }
 
-#[test]
-fn delete_older_than_removes_only_old_events() {
-    let dir = TempDir::new("retention");
-    let store = SqliteStore::open(dir.db()).unwrap();
+fn delete_older_than_removes_only_old_events(backend: Backend) {
+    let db = TestDb::new(backend, "retention");
+    let store = db.open();
     let events: Vec<Event> = (0..10).map(|ts| pageview("shop", None, ts * 100)).collect();
     store.insert_batch(&events).unwrap();
     assert_eq!(store.delete_older_than(500).unwrap(), 5); // 0..=400
@@ -370,13 +350,12 @@ fn delete_older_than_removes_only_old_events() {
     assert_eq!(store.count_events(Some("shop")).unwrap(), 0);
 }
 
-#[test]
-fn a_full_queue_drops_and_counts() {
-    let dir = TempDir::new("full");
+fn a_full_queue_drops_and_counts(backend: Backend) {
+    let db = TestDb::new(backend, "full");
     let (entered_tx, entered_rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let store = Arc::new(GatedStore {
-        inner: SqliteStore::open(dir.db()).unwrap(),
+        inner: db.open(),
         entered: Mutex::new(entered_tx),
         release: Mutex::new(release_rx),
     });
@@ -405,11 +384,10 @@ fn a_full_queue_drops_and_counts() {
     assert_eq!(store.count_events(None).unwrap(), 5);
 }
 
-#[test]
-fn a_store_that_recovers_within_the_retry_bound_loses_nothing() {
-    let dir = TempDir::new("flaky");
+fn a_store_that_recovers_within_the_retry_bound_loses_nothing(backend: Backend) {
+    let db = TestDb::new(backend, "flaky");
     let store = Arc::new(FlakyStore {
-        inner: SqliteStore::open(dir.db()).unwrap(),
+        inner: db.open(),
         failures: AtomicU32::new(3),
     });
     let writer = EventWriter::start(store.clone(), fast_retries(1_000, 5)).unwrap();
@@ -423,11 +401,10 @@ fn a_store_that_recovers_within_the_retry_bound_loses_nothing() {
     assert_eq!(store.count_events(None).unwrap(), 500);
 }
 
-#[test]
-fn a_store_failing_beyond_the_bound_abandons_and_counts() {
-    let dir = TempDir::new("broken");
+fn a_store_failing_beyond_the_bound_abandons_and_counts(backend: Backend) {
+    let db = TestDb::new(backend, "broken");
     let store = Arc::new(FlakyStore {
-        inner: SqliteStore::open(dir.db()).unwrap(),
+        inner: db.open(),
         failures: AtomicU32::new(u32::MAX),
     });
     let writer = EventWriter::start(store.clone(), fast_retries(1_000, 2)).unwrap();
@@ -445,24 +422,19 @@ fn a_store_failing_beyond_the_bound_abandons_and_counts() {
 
 const MIN: i64 = 60 * 1000;
 
-fn open_db(db: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(db).unwrap()
-}
-
 /// `(session_id, ts_ms)` of a visitor's events, in time order.
-fn sessions(db: &Path, visitor: &str) -> Vec<(Option<String>, i64)> {
-    let conn = open_db(db);
-    let mut stmt = conn
-        .prepare("SELECT session_id, ts_ms FROM events WHERE visitor_id = ?1 ORDER BY ts_ms, id")
-        .unwrap();
-    stmt.query_map([visitor], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+fn sessions(db: &TestDb, visitor: &str) -> Vec<(Option<String>, i64)> {
+    db.rows(
+        "SELECT session_id, ts_ms FROM events WHERE visitor_id = $1 ORDER BY ts_ms, id",
+        &[visitor],
+    )
+    .iter()
+    .map(|r| (r[0].text(), r[1].int()))
+    .collect()
 }
 
 /// Just the session ids of a visitor's events, in time order; each must be set.
-fn session_ids(db: &Path, visitor: &str) -> Vec<String> {
+fn session_ids(db: &TestDb, visitor: &str) -> Vec<String> {
     sessions(db, visitor)
         .into_iter()
         .map(|(s, ts)| s.unwrap_or_else(|| panic!("event at {ts} of {visitor} has no session")))
@@ -470,20 +442,22 @@ fn session_ids(db: &Path, visitor: &str) -> Vec<String> {
 }
 
 /// `(email, first_seen, last_seen)` of a contact, or `None` if there is no such row.
-fn contact_row(db: &Path, id: &str) -> Option<(Option<String>, i64, i64)> {
-    use rusqlite::OptionalExtension;
-    open_db(db)
-        .query_row(
-            "SELECT email, first_seen, last_seen FROM contacts WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .unwrap()
+fn contact_row(db: &TestDb, id: &str) -> Option<(Option<String>, i64, i64)> {
+    db.rows(
+        "SELECT email, first_seen, last_seen FROM contacts WHERE id = $1",
+        &[id],
+    )
+    .first()
+    .map(|r| (r[0].text(), r[1].int(), r[2].int()))
 }
 
-fn count(db: &Path, sql: &str) -> i64 {
-    open_db(db).query_row(sql, [], |r| r.get(0)).unwrap()
+fn count(db: &TestDb, sql: &str) -> i64 {
+    db.count(sql, &[])
+}
+
+/// The SQLite file itself, for the SQLite-only tests.
+fn open_db(db: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(db).unwrap()
 }
 
 fn identify(visitor: Option<&str>, contact: &str, ts_ms: i64) -> Event {
@@ -503,10 +477,10 @@ fn identify(visitor: Option<&str>, contact: &str, ts_ms: i64) -> Event {
 
 #[test]
 fn a_version_1_file_migrates_to_2_and_keeps_its_rows() {
-    let dir = TempDir::new("v1");
+    let db = TestDb::new(Backend::Sqlite, "v1");
     let (a, b);
     {
-        let store = SqliteStore::open_at_version(dir.db(), 1).unwrap();
+        let store = SqliteStore::open_at_version(db.sqlite_path(), 1).unwrap();
         assert_eq!(store.schema_version().unwrap(), 1);
         a = store.upsert_contact_by_email("a@firma.pl", 10).unwrap();
         b = store.upsert_contact_by_email("b@firma.pl", 20).unwrap();
@@ -514,7 +488,7 @@ fn a_version_1_file_migrates_to_2_and_keeps_its_rows() {
     }
     {
         // Really the version 1 schema: no email-less contacts, no session table.
-        let conn = open_db(&dir.db());
+        let conn = open_db(&db.sqlite_path());
         assert!(conn
             .execute(
                 "INSERT INTO contacts (id, email, first_seen, last_seen) VALUES ('x', NULL, 1, 1)",
@@ -530,7 +504,7 @@ fn a_version_1_file_migrates_to_2_and_keeps_its_rows() {
         .unwrap();
     }
 
-    let store = SqliteStore::open(dir.db()).unwrap();
+    let store = SqliteStore::open(db.sqlite_path()).unwrap();
     // Migrated through 2 to the latest version.
     assert!(SqliteStore::latest_schema_version() >= 2);
     assert_eq!(
@@ -538,7 +512,7 @@ fn a_version_1_file_migrates_to_2_and_keeps_its_rows() {
         SqliteStore::latest_schema_version()
     );
     let versions: Vec<u32> = {
-        let conn = open_db(&dir.db());
+        let conn = open_db(&db.sqlite_path());
         let mut stmt = conn
             .prepare("SELECT version FROM schema_migrations ORDER BY version")
             .unwrap();
@@ -554,21 +528,21 @@ fn a_version_1_file_migrates_to_2_and_keeps_its_rows() {
 
     // Contacts and events survive the rebuild unchanged.
     assert_eq!(
-        contact_row(&dir.db(), a.as_str()),
+        contact_row(&db, a.as_str()),
         Some((Some("a@firma.pl".into()), 10, 30))
     );
     assert_eq!(
-        contact_row(&dir.db(), b.as_str()),
+        contact_row(&db, b.as_str()),
         Some((Some("b@firma.pl".into()), 20, 20))
     );
-    assert_eq!(count(&dir.db(), "SELECT COUNT(*) FROM contacts"), 2);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM contacts"), 2);
     assert_eq!(store.count_events(None).unwrap(), 1);
-    assert_eq!(contact_ids(&dir.db(), "v1"), vec![Some(a.0.clone())]);
-    assert_eq!(sessions(&dir.db(), "v1"), vec![(None, 5)]);
+    assert_eq!(contact_ids(&db, "v1"), vec![Some(a.0.clone())]);
+    assert_eq!(sessions(&db, "v1"), vec![(None, 5)]);
 
     // Emails are still unique, and the upsert by email still finds the old row.
     assert_eq!(store.upsert_contact_by_email(" A@Firma.pl", 40).unwrap(), a);
-    assert!(open_db(&dir.db())
+    assert!(open_db(&db.sqlite_path())
         .execute(
             "INSERT INTO contacts (id, email, first_seen, last_seen) VALUES ('dup', 'b@firma.pl', 1, 1)",
             [],
@@ -582,15 +556,12 @@ fn a_version_1_file_migrates_to_2_and_keeps_its_rows() {
         ])
         .unwrap();
     assert_eq!(
-        count(
-            &dir.db(),
-            "SELECT COUNT(*) FROM contacts WHERE email IS NULL"
-        ),
+        count(&db, "SELECT COUNT(*) FROM contacts WHERE email IS NULL"),
         2
     );
-    assert_eq!(session_ids(&dir.db(), "v2").len(), 1);
+    assert_eq!(session_ids(&db, "v2").len(), 1);
 
-    let conn = open_db(&dir.db());
+    let conn = open_db(&db.sqlite_path());
     let check: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
@@ -613,11 +584,11 @@ fn a_version_1_file_migrates_to_2_and_keeps_its_rows() {
 
 #[test]
 fn a_file_migrated_step_by_step_matches_a_new_one() {
-    let dir = TempDir::new("steps");
-    let stepped = dir.0.join("stepped.db");
+    let dir = TestDb::new(Backend::Sqlite, "steps");
+    let stepped = dir.dir().join("stepped.db");
     drop(SqliteStore::open_at_version(&stepped, 1).unwrap());
     drop(SqliteStore::open(&stepped).unwrap());
-    drop(SqliteStore::open(dir.db()).unwrap());
+    drop(SqliteStore::open(dir.sqlite_path()).unwrap());
     let schema = |db: &Path| -> Vec<(String, String, Option<String>)> {
         let conn = open_db(db);
         let mut stmt = conn
@@ -628,13 +599,12 @@ fn a_file_migrated_step_by_step_matches_a_new_one() {
             .collect::<Result<_, _>>()
             .unwrap()
     };
-    assert_eq!(schema(&stepped), schema(&dir.db()));
+    assert_eq!(schema(&stepped), schema(&dir.sqlite_path()));
 }
 
-#[test]
-fn identify_with_an_unknown_contact_id_creates_a_contact_without_email() {
-    let dir = TempDir::new("unknown-contact");
-    let store = SqliteStore::open(dir.db()).unwrap();
+fn identify_with_an_unknown_contact_id_creates_a_contact_without_email(backend: Backend) {
+    let db = TestDb::new(backend, "unknown-contact");
+    let store = db.open();
     let vendor = "3f2b8c1e-0d4a-4c55-9a57-2f7f0c6a1b10";
     store
         .insert_batch(&[
@@ -642,10 +612,10 @@ fn identify_with_an_unknown_contact_id_creates_a_contact_without_email() {
             identify(Some("v1"), vendor, 100),
         ])
         .unwrap();
-    assert_eq!(contact_row(&dir.db(), vendor), Some((None, 100, 100)));
+    assert_eq!(contact_row(&db, vendor), Some((None, 100, 100)));
     // The identify linked the visitor, attaching the earlier anonymous pageview.
     let linked = Some(vendor.to_owned());
-    assert_eq!(contact_ids(&dir.db(), "v1"), vec![linked.clone(); 2]);
+    assert_eq!(contact_ids(&db, "v1"), vec![linked.clone(); 2]);
 
     // Later events of the contact move last_seen (and an older one first_seen); still one row.
     let mut later = pageview("shop", Some("v1"), 300);
@@ -653,51 +623,48 @@ fn identify_with_an_unknown_contact_id_creates_a_contact_without_email() {
     let mut older = pageview("shop", None, 40);
     older.contact_id = Some(vendor.into());
     store.insert_batch(&[later, older]).unwrap();
-    assert_eq!(contact_row(&dir.db(), vendor), Some((None, 40, 300)));
-    assert_eq!(count(&dir.db(), "SELECT COUNT(*) FROM contacts"), 1);
+    assert_eq!(contact_row(&db, vendor), Some((None, 40, 300)));
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM contacts"), 1);
 
     // Any event kind with an unknown contact creates it, with or without a visitor.
     let mut custom = Event::new(EventKind::Custom, 7, "shop", "https://shop.example/", "/");
     custom.contact_id = Some("vendor-2".into());
     store.insert_batch(&[custom]).unwrap();
-    assert_eq!(contact_row(&dir.db(), "vendor-2"), Some((None, 7, 7)));
+    assert_eq!(contact_row(&db, "vendor-2"), Some((None, 7, 7)));
 }
 
-#[test]
-fn events_of_a_known_contact_keep_its_email() {
-    let dir = TempDir::new("known-contact");
-    let store = SqliteStore::open(dir.db()).unwrap();
+fn events_of_a_known_contact_keep_its_email(backend: Backend) {
+    let db = TestDb::new(backend, "known-contact");
+    let store = db.open();
     let c = store.upsert_contact_by_email("jan@firma.pl", 100).unwrap();
     store
         .insert_batch(&[identify(Some("v1"), c.as_str(), 200)])
         .unwrap();
     assert_eq!(
-        contact_row(&dir.db(), c.as_str()),
+        contact_row(&db, c.as_str()),
         Some((Some("jan@firma.pl".into()), 100, 200))
     );
-    assert_eq!(count(&dir.db(), "SELECT COUNT(*) FROM contacts"), 1);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM contacts"), 1);
 }
 
-#[test]
-fn link_visitor_creates_an_unknown_contact() {
-    let dir = TempDir::new("link-unknown");
-    let store = SqliteStore::open(dir.db()).unwrap();
+fn link_visitor_creates_an_unknown_contact(backend: Backend) {
+    let db = TestDb::new(backend, "link-unknown");
+    let store = db.open();
     store
         .insert_batch(&[pageview("shop", Some("v1"), 10)])
         .unwrap();
     let vendor = ContactId("vendor-9".into());
     assert_eq!(store.link_visitor("v1", &vendor, 50).unwrap(), 1);
-    assert_eq!(contact_row(&dir.db(), "vendor-9"), Some((None, 50, 50)));
+    assert_eq!(contact_row(&db, "vendor-9"), Some((None, 50, 50)));
     // Linking again leaves the contact as it is.
     assert_eq!(store.link_visitor("v2", &vendor, 60).unwrap(), 0);
-    assert_eq!(contact_row(&dir.db(), "vendor-9"), Some((None, 50, 50)));
-    assert_eq!(contact_ids(&dir.db(), "v1"), vec![Some("vendor-9".into())]);
+    assert_eq!(contact_row(&db, "vendor-9"), Some((None, 50, 50)));
+    assert_eq!(contact_ids(&db, "v1"), vec![Some("vendor-9".into())]);
 }
 
-#[test]
-fn contacts_without_email_coexist_with_each_other_and_with_emails() {
-    let dir = TempDir::new("null-emails");
-    let store = SqliteStore::open(dir.db()).unwrap();
+fn contacts_without_email_coexist_with_each_other_and_with_emails(backend: Backend) {
+    let db = TestDb::new(backend, "null-emails");
+    let store = db.open();
     let c = store.upsert_contact_by_email("jan@firma.pl", 1).unwrap();
     store
         .insert_batch(&[identify(Some("v1"), "vendor-a", 2)])
@@ -709,20 +676,16 @@ fn contacts_without_email_coexist_with_each_other_and_with_emails() {
         .link_visitor("v3", &ContactId("vendor-c".into()), 4)
         .unwrap();
     assert_eq!(
-        count(
-            &dir.db(),
-            "SELECT COUNT(*) FROM contacts WHERE email IS NULL"
-        ),
+        count(&db, "SELECT COUNT(*) FROM contacts WHERE email IS NULL"),
         3
     );
-    assert_eq!(count(&dir.db(), "SELECT COUNT(*) FROM contacts"), 4);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM contacts"), 4);
     assert_eq!(store.upsert_contact_by_email("jan@firma.pl", 5).unwrap(), c);
 }
 
-#[test]
-fn sessions_split_after_thirty_minutes_of_inactivity() {
-    let dir = TempDir::new("sessions");
-    let store = SqliteStore::open(dir.db()).unwrap();
+fn sessions_split_after_thirty_minutes_of_inactivity(backend: Backend) {
+    let db = TestDb::new(backend, "sessions");
+    let store = db.open();
     let t0 = 1_700_000_000_000;
     store
         .insert_batch(&[
@@ -733,7 +696,7 @@ fn sessions_split_after_thirty_minutes_of_inactivity() {
             pageview("shop", Some("v"), t0 + 61 * MIN),
         ])
         .unwrap();
-    let s = session_ids(&dir.db(), "v");
+    let s = session_ids(&db, "v");
     assert_eq!(s.len(), 5);
     assert!(s[0] == s[1] && s[1] == s[2], "{s:?}");
     assert_ne!(s[2], s[3]);
@@ -743,20 +706,19 @@ fn sessions_split_after_thirty_minutes_of_inactivity() {
         assert_eq!(parsed.get_version_num(), 4);
         assert_eq!(&parsed.hyphenated().to_string(), id);
     }
-    let (sid, last): (String, i64) = open_db(&dir.db())
-        .query_row(
-            "SELECT session_id, last_ts_ms FROM visitor_sessions WHERE visitor_id = 'v'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!((sid, last), (s[4].clone(), t0 + 61 * MIN));
+    let row = &db.rows(
+        "SELECT session_id, last_ts_ms FROM visitor_sessions WHERE visitor_id = 'v'",
+        &[],
+    )[0];
+    assert_eq!(
+        (row[0].text(), row[1].int()),
+        (Some(s[4].clone()), t0 + 61 * MIN)
+    );
 }
 
-#[test]
-fn exactly_thirty_minutes_still_continues_the_session() {
-    let dir = TempDir::new("boundary");
-    let store = SqliteStore::open(dir.db()).unwrap();
+fn exactly_thirty_minutes_still_continues_the_session(backend: Backend) {
+    let db = TestDb::new(backend, "boundary");
+    let store = db.open();
     store
         .insert_batch(&[
             pageview("shop", Some("v"), 0),
@@ -764,15 +726,14 @@ fn exactly_thirty_minutes_still_continues_the_session() {
             pageview("shop", Some("v"), 2 * SESSION_IDLE_MS + 1),
         ])
         .unwrap();
-    let s = session_ids(&dir.db(), "v");
+    let s = session_ids(&db, "v");
     assert_eq!(s[0], s[1]);
     assert_ne!(s[1], s[2]);
 }
 
-#[test]
-fn two_visitors_have_different_sessions() {
-    let dir = TempDir::new("two-visitors");
-    let store = SqliteStore::open(dir.db()).unwrap();
+fn two_visitors_have_different_sessions(backend: Backend) {
+    let db = TestDb::new(backend, "two-visitors");
+    let store = db.open();
     store
         .insert_batch(&[
             pageview("shop", Some("v1"), 100),
@@ -781,17 +742,16 @@ fn two_visitors_have_different_sessions() {
             pageview("blog", Some("v2"), 300),
         ])
         .unwrap();
-    let (s1, s2) = (session_ids(&dir.db(), "v1"), session_ids(&dir.db(), "v2"));
+    let (s1, s2) = (session_ids(&db, "v1"), session_ids(&db, "v2"));
     assert_eq!(s1[0], s1[1]);
     assert_eq!(s2[0], s2[1]);
     assert_ne!(s1[0], s2[0]);
-    assert_eq!(count(&dir.db(), "SELECT COUNT(*) FROM visitor_sessions"), 2);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM visitor_sessions"), 2);
 }
 
-#[test]
-fn out_of_order_events_in_one_batch_are_assigned_in_time_order() {
-    let dir = TempDir::new("out-of-order");
-    let store = SqliteStore::open(dir.db()).unwrap();
+fn out_of_order_events_in_one_batch_are_assigned_in_time_order(backend: Backend) {
+    let db = TestDb::new(backend, "out-of-order");
+    let store = db.open();
     store
         .insert_batch(&[
             // v1 in time order is 0, 25, 50 min: one session (batch order would split it).
@@ -803,23 +763,21 @@ fn out_of_order_events_in_one_batch_are_assigned_in_time_order() {
             pageview("shop", Some("v1"), 25 * MIN),
         ])
         .unwrap();
-    let s1 = session_ids(&dir.db(), "v1");
+    let s1 = session_ids(&db, "v1");
     assert_eq!(s1.len(), 3);
     assert!(s1.iter().all(|s| *s == s1[0]), "{s1:?}");
-    let s2 = session_ids(&dir.db(), "v2");
+    let s2 = session_ids(&db, "v2");
     assert_eq!(s2.len(), 2);
     assert_ne!(s2[0], s2[1]);
     // The latest event's session and time are what the next batch continues from.
-    let state: Vec<(String, String, i64)> = {
-        let conn = open_db(&dir.db());
-        let mut stmt = conn
-            .prepare("SELECT visitor_id, session_id, last_ts_ms FROM visitor_sessions ORDER BY visitor_id")
-            .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    };
+    let state: Vec<(String, String, i64)> = db
+        .rows(
+            "SELECT visitor_id, session_id, last_ts_ms FROM visitor_sessions ORDER BY visitor_id",
+            &[],
+        )
+        .iter()
+        .map(|r| (r[0].text().unwrap(), r[1].text().unwrap(), r[2].int()))
+        .collect();
     assert_eq!(
         state,
         vec![
@@ -828,29 +786,23 @@ fn out_of_order_events_in_one_batch_are_assigned_in_time_order() {
         ]
     );
     // Rows are still stored in batch order.
-    let ts_by_id: Vec<i64> = {
-        let conn = open_db(&dir.db());
-        let mut stmt = conn
-            .prepare("SELECT ts_ms FROM events ORDER BY id")
-            .unwrap();
-        stmt.query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    };
+    let ts_by_id: Vec<i64> = db
+        .rows("SELECT ts_ms FROM events ORDER BY id", &[])
+        .iter()
+        .map(|r| r[0].int())
+        .collect();
     assert_eq!(ts_by_id, [0, 100 * MIN, 50 * MIN, 0, 25 * MIN]);
 }
 
-#[test]
-fn an_explicit_session_id_is_kept() {
-    let dir = TempDir::new("explicit");
-    let store = SqliteStore::open(dir.db()).unwrap();
+fn an_explicit_session_id_is_kept(backend: Backend) {
+    let db = TestDb::new(backend, "explicit");
+    let store = db.open();
     let mut tab = pageview("shop", Some("v"), 10);
     tab.session_id = Some("tab-1".into());
     store.insert_batch(&[tab.clone()]).unwrap();
-    assert_eq!(sessions(&dir.db(), "v"), vec![(Some("tab-1".into()), 10)]);
+    assert_eq!(sessions(&db, "v"), vec![(Some("tab-1".into()), 10)]);
     assert_eq!(
-        count(&dir.db(), "SELECT COUNT(*) FROM visitor_sessions"),
+        count(&db, "SELECT COUNT(*) FROM visitor_sessions"),
         0,
         "an explicit session does not touch assignment"
     );
@@ -859,34 +811,29 @@ fn an_explicit_session_id_is_kept() {
     store
         .insert_batch(&[pageview("shop", Some("v"), 20), tab])
         .unwrap();
-    let s = sessions(&dir.db(), "v");
+    let s = sessions(&db, "v");
     assert_eq!(s[0].0.as_deref(), Some("tab-1"));
     assert!(s[1].0.as_deref().is_some_and(|id| id != "tab-1"));
     assert_eq!(s[2].0.as_deref(), Some("tab-1"));
 }
 
-#[test]
-fn events_without_a_visitor_have_no_session() {
-    let dir = TempDir::new("no-visitor");
-    let store = SqliteStore::open(dir.db()).unwrap();
+fn events_without_a_visitor_have_no_session(backend: Backend) {
+    let db = TestDb::new(backend, "no-visitor");
+    let store = db.open();
     store
         .insert_batch(&[pageview("shop", None, 10), pageview("shop", None, 20)])
         .unwrap();
     assert_eq!(
-        count(
-            &dir.db(),
-            "SELECT COUNT(*) FROM events WHERE session_id IS NULL"
-        ),
+        count(&db, "SELECT COUNT(*) FROM events WHERE session_id IS NULL"),
         2
     );
-    assert_eq!(count(&dir.db(), "SELECT COUNT(*) FROM visitor_sessions"), 0);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM visitor_sessions"), 0);
 }
 
-#[test]
-fn sessions_continue_across_batches_and_reopening() {
-    let dir = TempDir::new("session-reopen");
+fn sessions_continue_across_batches_and_reopening(backend: Backend) {
+    let db = TestDb::new(backend, "session-reopen");
     {
-        let store = SqliteStore::open(dir.db()).unwrap();
+        let store = db.open();
         store
             .insert_batch(&[pageview("shop", Some("v"), 0)])
             .unwrap();
@@ -895,7 +842,7 @@ fn sessions_continue_across_batches_and_reopening() {
             .unwrap();
     }
     {
-        let store = SqliteStore::open(dir.db()).unwrap();
+        let store = db.open();
         store
             .insert_batch(&[pageview("shop", Some("v"), 20 * MIN)])
             .unwrap();
@@ -907,7 +854,7 @@ fn sessions_continue_across_batches_and_reopening() {
             .insert_batch(&[pageview("shop", Some("v"), 15 * MIN)])
             .unwrap();
     }
-    let s: Vec<(String, i64)> = sessions(&dir.db(), "v")
+    let s: Vec<(String, i64)> = sessions(&db, "v")
         .into_iter()
         .map(|(s, ts)| (s.unwrap(), ts / MIN))
         .collect();
@@ -920,17 +867,16 @@ fn sessions_continue_across_batches_and_reopening() {
     assert_eq!(s[2].0, *second, "late event joins the current session");
     assert_eq!(
         count(
-            &dir.db(),
+            &db,
             "SELECT last_ts_ms FROM visitor_sessions WHERE visitor_id = 'v'"
         ),
         60 * MIN
     );
 }
 
-#[test]
-fn sessions_are_assigned_through_the_writer() {
-    let dir = TempDir::new("session-writer");
-    let store = Arc::new(SqliteStore::open(dir.db()).unwrap());
+fn sessions_are_assigned_through_the_writer(backend: Backend) {
+    let db = TestDb::new(backend, "session-writer");
+    let store = Arc::new(db.open());
     let writer = EventWriter::start(store.clone(), WriterConfig::default()).unwrap();
     let queue = writer.queue();
     for i in 0..50 {
@@ -938,22 +884,28 @@ fn sessions_are_assigned_through_the_writer() {
     }
     assert!(queue.try_enqueue(pageview("shop", Some("v"), 200 * MIN)));
     writer.shutdown();
-    let s = session_ids(&dir.db(), "v");
+    let s = session_ids(&db, "v");
     assert_eq!(s.len(), 51);
     assert!(s[..50].iter().all(|id| *id == s[0]));
     assert_ne!(s[50], s[0]);
 }
 
-#[test]
-fn a_failed_batch_leaves_no_contacts_or_sessions_behind() {
-    let dir = TempDir::new("atomic");
-    let store = SqliteStore::open(dir.db()).unwrap();
-    open_db(&dir.db())
-        .execute_batch(
+fn a_failed_batch_leaves_no_contacts_or_sessions_behind(backend: Backend) {
+    let db = TestDb::new(backend, "atomic");
+    let store = db.open();
+    // A row the database refuses, in the middle of the batch.
+    db.execute(match backend {
+        Backend::Sqlite => {
             "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.path = '/boom'
-             BEGIN SELECT RAISE(ABORT, 'boom'); END;",
-        )
-        .unwrap();
+             BEGIN SELECT RAISE(ABORT, 'boom'); END;"
+        }
+        Backend::Postgres => {
+            "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'boom'; END $$;
+             CREATE TRIGGER boom BEFORE INSERT ON events
+             FOR EACH ROW WHEN (NEW.path = '/boom') EXECUTE FUNCTION boom();"
+        }
+    });
     let mut bad = pageview("shop", Some("v2"), 30);
     bad.path = "/boom".into();
     let batch = [
@@ -962,18 +914,134 @@ fn a_failed_batch_leaves_no_contacts_or_sessions_behind() {
         bad,
     ];
     assert!(store.insert_batch(&batch).is_err());
-    let db = dir.db();
     assert_eq!(count(&db, "SELECT COUNT(*) FROM events"), 0);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM contacts"), 0);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM visitor_contacts"), 0);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM visitor_sessions"), 0);
 
     // The retry after the problem is gone stores everything once.
-    open_db(&db).execute_batch("DROP TRIGGER boom").unwrap();
+    db.execute(match backend {
+        Backend::Sqlite => "DROP TRIGGER boom",
+        Backend::Postgres => "DROP TRIGGER boom ON events",
+    });
     assert_eq!(store.insert_batch(&batch).unwrap(), 3);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM events"), 3);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM contacts"), 1);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM visitor_sessions"), 2);
     let s = session_ids(&db, "v1");
     assert_eq!(s[0], s[1]);
+}
+
+both_backends!(
+    events_from_several_threads_are_all_written_by_shutdown,
+    dropping_the_writer_also_flushes,
+    reopening_applies_migrations_once_and_keeps_data,
+    a_file_from_a_newer_version_is_refused,
+    same_contact_for_differently_written_email,
+    link_visitor_attaches_earlier_anonymous_events,
+    identify_event_through_the_writer_links_the_visitor,
+    delete_older_than_removes_only_old_events,
+    a_full_queue_drops_and_counts,
+    a_store_that_recovers_within_the_retry_bound_loses_nothing,
+    a_store_failing_beyond_the_bound_abandons_and_counts,
+    identify_with_an_unknown_contact_id_creates_a_contact_without_email,
+    events_of_a_known_contact_keep_its_email,
+    link_visitor_creates_an_unknown_contact,
+    contacts_without_email_coexist_with_each_other_and_with_emails,
+    sessions_split_after_thirty_minutes_of_inactivity,
+    exactly_thirty_minutes_still_continues_the_session,
+    two_visitors_have_different_sessions,
+    out_of_order_events_in_one_batch_are_assigned_in_time_order,
+    an_explicit_session_id_is_kept,
+    events_without_a_visitor_have_no_session,
+    sessions_continue_across_batches_and_reopening,
+    sessions_are_assigned_through_the_writer,
+    a_failed_batch_leaves_no_contacts_or_sessions_behind,
+);
+
+/// Several instances starting at once on a new database: one applies the migrations under the
+/// advisory lock, the others wait and find them done.
+#[test]
+fn postgres_instances_starting_together_migrate_once() {
+    let db = TestDb::new(Backend::Postgres, "pg-concurrent-migrate");
+    let config = db.pg_config();
+    let stores: Vec<PostgresStore> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let config = config.clone();
+                s.spawn(move || PostgresStore::connect(config).unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for store in &stores {
+        assert_eq!(
+            store.schema_version().unwrap(),
+            PostgresStore::latest_schema_version()
+        );
+    }
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM schema_migrations"),
+        MIGRATIONS_IN_POSTGRES
+    );
+    stores[0]
+        .insert_batch(&[pageview("shop", None, 1)])
+        .unwrap();
+    assert_eq!(stores[5].count_events(None).unwrap(), 1);
+}
+
+/// PostgreSQL has had one migration (version 3) so far.
+const MIGRATIONS_IN_POSTGRES: i64 = 1;
+
+/// Two instances writing the same visitors at the same time: each visitor still gets one
+/// session (the per-visitor lock serialises them), and an identification written by one
+/// instance attaches the events the other one wrote.
+#[test]
+fn two_postgres_instances_share_sessions_and_links() {
+    let db = TestDb::new(Backend::Postgres, "pg-two-writers");
+    let a = Arc::new(PostgresStore::connect(db.pg_config()).unwrap());
+    let b = Arc::new(PostgresStore::connect(db.pg_config()).unwrap());
+    const VISITORS: i64 = 20;
+    const ROUNDS: i64 = 30;
+    std::thread::scope(|s| {
+        for (n, store) in [&a, &b].into_iter().enumerate() {
+            s.spawn(move || {
+                for round in 0..ROUNDS {
+                    // Every batch touches every visitor, in a different order per instance.
+                    let mut batch: Vec<Event> = (0..VISITORS)
+                        .map(|v| {
+                            let ts = 1_000_000 + round * 1_000 + n as i64;
+                            pageview("shop", Some(&format!("v{v}")), ts)
+                        })
+                        .collect();
+                    if n == 1 {
+                        batch.reverse();
+                    }
+                    store.insert_batch(&batch).unwrap();
+                }
+            });
+        }
+    });
+    for v in 0..VISITORS {
+        let s = session_ids(&db, &format!("v{v}"));
+        assert_eq!(s.len(), 2 * ROUNDS as usize);
+        assert!(s.iter().all(|id| *id == s[0]), "v{v}: {s:?}");
+    }
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM visitor_sessions"),
+        VISITORS
+    );
+
+    b.insert_batch(&[identify(Some("v3"), "vendor-x", 2_000_000)])
+        .unwrap();
+    assert_eq!(
+        contact_ids(&db, "v3"),
+        vec![Some("vendor-x".to_owned()); 2 * ROUNDS as usize + 1]
+    );
+    a.insert_batch(&[pageview("shop", Some("v3"), 2_000_001)])
+        .unwrap();
+    assert_eq!(
+        contact_ids(&db, "v3").last().unwrap().as_deref(),
+        Some("vendor-x")
+    );
 }

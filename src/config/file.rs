@@ -241,6 +241,10 @@ pub struct CompanyNetFile {
 #[serde(deny_unknown_fields)]
 pub struct StoreFile {
     pub sqlite: Option<String>,
+    /// A PostgreSQL URL (`postgres://user@host:port/db`): a database shared by a fleet.
+    pub postgres: Option<String>,
+    /// The environment variable holding the PostgreSQL password (instead of the URL).
+    pub password_env: Option<String>,
     /// Days events are kept; 0 = forever.
     pub retention_days: Option<u32>,
     /// `relaxed` (default): a beacon is answered once queued. `strict`: once committed.

@@ -5,6 +5,7 @@ mod collection;
 mod edge;
 mod file;
 mod secret;
+mod store;
 mod validate;
 
 pub use collection::{CollectSettings, ConsentMode, ConsentSettings, CookieSettings};

@@ -263,6 +263,9 @@ pub struct Settings {
     pub consent: ConsentSettings,
     pub collect: CollectSettings,
     pub sqlite_path: String,
+    /// `store.postgres`, with the password from `store.password_env` if given: the store is
+    /// this database instead of the SQLite file. `Debug` redacts the password.
+    pub postgres: Option<postgres::Config>,
     /// Days events are kept (older ones are deleted daily); 0 = forever.
     pub retention_days: u32,
     pub durability: Durability,
@@ -289,7 +292,7 @@ pub fn parse_str(text: &str) -> Result<Settings, ConfigErrors> {
     parse_with_env(text, &|name| std::env::var(name).ok())
 }
 
-fn parse_with_env(
+pub(super) fn parse_with_env(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, ConfigErrors> {
@@ -499,6 +502,7 @@ impl Checker<'_> {
             companies: f.companies,
         });
 
+        let postgres = self.postgres(&f.store);
         let sqlite_path = f.store.sqlite.unwrap_or_else(|| "smproxy.db".to_string());
         if sqlite_path.is_empty() {
             self.err("store.sqlite", "must not be empty");
@@ -555,6 +559,7 @@ impl Checker<'_> {
             consent: collection.consent,
             collect: collection.collect,
             sqlite_path,
+            postgres,
             retention_days,
             durability,
             timeouts,

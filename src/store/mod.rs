@@ -3,9 +3,12 @@
 //! feeds it without the request path ever waiting on I/O.
 //!
 //! Reading order: [`event`] (what is stored), this file (the contract), [`sqlite`] (the schema
-//! and the default backend), [`writer`] (the bounded queue and the batching thread).
+//! and the default backend), [`writer`] (the bounded queue and the batching thread),
+//! [`postgres`] (the same contract on a database shared by a fleet of instances).
 
 pub mod event;
+pub mod postgres;
+mod postgres_reports;
 pub mod reports;
 pub mod sqlite;
 mod sqlite_reports;
@@ -15,6 +18,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use event::{Event, EventKind, UnknownEventKind};
+pub use postgres::PostgresStore;
 pub use reports::Reports;
 pub use sqlite::SqliteStore;
 pub use writer::{Ack, AckError, EventQueue, EventWriter, WriterConfig, WriterStats};
@@ -76,6 +80,14 @@ pub enum StoreError {
     /// A backend that is down or refusing work (network store, test doubles).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// What PostgreSQL (or the connection to it) said; never includes the password.
+    #[error("postgres: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("schema migration {version} failed: {source}")]
+    PostgresMigration {
+        version: u32,
+        source: ::postgres::Error,
+    },
 }
 
 /// A place that keeps events and contacts.
