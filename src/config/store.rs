@@ -32,7 +32,7 @@ impl Checker<'_> {
         let mut config = match postgres::Config::from_str(url) {
             Ok(c) => c,
             Err(e) => {
-                // The parser names the bad part (a port, an option), not the value.
+                // The parser's reason, never the value (it may hold a password).
                 self.err("store.postgres", format!("not a valid PostgreSQL URL: {e}"));
                 return None;
             }
@@ -148,7 +148,7 @@ mod tests {
             (
                 "  postgres: postgres://sm@h:port/db\n",
                 "store.postgres",
-                "port",
+                "not a valid PostgreSQL URL",
             ),
             (
                 "  postgres: postgres://sm@h\n",
