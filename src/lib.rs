@@ -8,6 +8,7 @@ pub mod admin;
 pub mod codec;
 pub mod collect;
 pub mod config;
+pub mod conn;
 pub mod demo;
 pub mod identity;
 pub mod inject;

@@ -11,6 +11,7 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::collect::collector::Collector;
 use crate::config::{Durability, Secret, Settings};
+use crate::conn::{ConnApp, ConnLimits};
 use crate::identity::Keys;
 use crate::metrics::Metrics;
 use crate::proxy::Smproxy;
@@ -84,6 +85,14 @@ fn instance_tag(settings: &Settings) -> String {
 /// data into one write.
 fn plain_listener(addr: &str) -> ListenerConfig {
     ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE))
+}
+
+/// How long clients may take to send a request head and may stay idle between requests.
+fn conn_limits(settings: &Settings) -> ConnLimits {
+    ConnLimits {
+        request_header: settings.timeouts.request_header,
+        keepalive: settings.timeouts.keepalive,
+    }
 }
 
 /// The configured store, as the writer's and the admin's view of it.
@@ -160,8 +169,12 @@ pub fn build(settings: Arc<Settings>, opts: ProcessOptions) -> anyhow::Result<Bu
 
     let app = Smproxy::new(settings.clone(), metrics.clone(), collector);
     let checks = crate::origins::health::HealthChecks::new(&settings, &app.pools());
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, app, "smproxy public");
+    let limits = conn_limits(&settings);
+    let proxy_app = pingora::proxy::http_proxy(&server.configuration, app);
+    let mut proxy = Service::new(
+        "smproxy public".to_string(),
+        ConnApp::new(proxy_app, limits),
+    );
     for addr in &settings.listen {
         proxy.add_listener(plain_listener(addr));
     }
@@ -185,7 +198,7 @@ pub fn build(settings: Arc<Settings>, opts: ProcessOptions) -> anyhow::Result<Bu
         reports,
         keys,
     )?;
-    let mut admin = Service::new("smproxy admin".to_string(), admin_app);
+    let mut admin = Service::new("smproxy admin".to_string(), ConnApp::new(admin_app, limits));
     admin.add_tcp(&settings.admin.listen);
     server.add_service(admin);
     server.add_service(crate::admin::retention_service(

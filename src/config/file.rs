@@ -262,4 +262,9 @@ pub struct TimeoutsFile {
     pub write: Option<f64>,
     /// Seconds an idle upstream keep-alive connection is kept in the pool.
     pub idle: Option<f64>,
+    /// Seconds a client has to send a request's headers: from connecting for the first
+    /// request, from its first byte for later ones on a keep-alive connection.
+    pub request_header: Option<f64>,
+    /// Seconds a client's keep-alive connection may wait idle for its next request.
+    pub keepalive: Option<f64>,
 }

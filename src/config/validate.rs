@@ -234,6 +234,10 @@ pub struct Timeouts {
     pub read: Duration,
     pub write: Duration,
     pub idle: Duration,
+    /// Client side: the whole request head must arrive within this.
+    pub request_header: Duration,
+    /// Client side: an idle keep-alive connection is closed after this.
+    pub keepalive: Duration,
 }
 
 /// When a beacon is acknowledged (`store.durability`).
@@ -529,6 +533,12 @@ impl Checker<'_> {
             read: self.seconds("timeouts.read", f.timeouts.read, 60.0),
             write: self.seconds("timeouts.write", f.timeouts.write, 60.0),
             idle: self.seconds("timeouts.idle", f.timeouts.idle, 60.0),
+            request_header: self.seconds(
+                "timeouts.request_header",
+                f.timeouts.request_header,
+                20.0,
+            ),
+            keepalive: self.seconds("timeouts.keepalive", f.timeouts.keepalive, 60.0),
         };
         let grace_period = Duration::from_secs(f.grace_period_seconds.unwrap_or(10));
         let listen_tls = self.listen_tls(f.listen_tls.as_ref(), &listen, &admin_listen, &sites);
@@ -882,5 +892,26 @@ mod tests {
             redact_serde_message("a", "unknown field `b`"),
             "unknown field `b`"
         );
+    }
+
+    #[test]
+    fn client_timeouts_have_defaults_and_named_errors() {
+        let s = parse(MINIMAL).unwrap();
+        assert_eq!(s.timeouts.request_header, Duration::from_secs(20));
+        assert_eq!(s.timeouts.keepalive, Duration::from_secs(60));
+        let set = parse(&format!(
+            "{MINIMAL}timeouts:\n  request_header: 2.5\n  keepalive: 5\n"
+        ))
+        .unwrap();
+        assert_eq!(set.timeouts.request_header, Duration::from_millis(2500));
+        assert_eq!(set.timeouts.keepalive, Duration::from_secs(5));
+        let errs = parse(&format!(
+            "{MINIMAL}timeouts:\n  request_header: 0\n  keepalive: -1\n"
+        ))
+        .unwrap_err()
+        .0;
+        let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["timeouts.request_header", "timeouts.keepalive"]);
+        assert!(errs[0].reason.contains("seconds"), "{}", errs[0].reason);
     }
 }

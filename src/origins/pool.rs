@@ -223,6 +223,8 @@ mod tests {
             read: Duration::from_secs(1),
             write: Duration::from_secs(1),
             idle: Duration::from_secs(1),
+            request_header: Duration::from_secs(1),
+            keepalive: Duration::from_secs(1),
         };
         Pool::new(&site, &t)
     }

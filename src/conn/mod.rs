@@ -1,0 +1,14 @@
+//! The life of a client connection around Pingora's HTTP app: a total deadline for each
+//! request head (slow-header clients are cut off), an idle keep-alive timeout, and idle
+//! connections that hold a few hundred bytes instead of a whole request future.
+//!
+//! `app` decides when a request starts and hands it to Pingora; `stream` times the head as
+//! Pingora reads it; `head_end` finds where a head ends.
+
+mod app;
+mod head_end;
+mod stream;
+
+pub use app::{ConnApp, ConnLimits};
+pub use head_end::HeadEnd;
+pub use stream::ConnStream;
