@@ -114,6 +114,8 @@ pub struct Metrics {
     pub unrouted: AtomicU64,
     /// The event queue, once the writer runs: its counters are rendered too.
     pub queue: std::sync::OnceLock<crate::store::EventQueue>,
+    /// Client connections closed by `timeouts.request_header` / `timeouts.keepalive`.
+    pub conn: std::sync::Arc<crate::conn::ConnCounters>,
 }
 
 impl Metrics {
@@ -125,6 +127,7 @@ impl Metrics {
                 .collect(),
             unrouted: AtomicU64::new(0),
             queue: std::sync::OnceLock::new(),
+            conn: Default::default(),
         }
     }
 
@@ -282,6 +285,16 @@ impl Metrics {
                     )
                 })
             }),
+        );
+        family(
+            "smproxy_client_connections_closed_total",
+            "Client connections closed by a limit: request_header (a head not complete in time; 408 if part of it came), keepalive (idle between requests).",
+            &mut [
+                ("limit=\"request_header\"", &self.conn.header_timeouts),
+                ("limit=\"keepalive\"", &self.conn.idle_closed),
+            ]
+            .into_iter()
+            .map(|(l, v)| (l.to_string(), v.load(Relaxed))),
         );
         if let Some(q) = self.queue.get() {
             let st = q.stats();

@@ -173,7 +173,7 @@ pub fn build(settings: Arc<Settings>, opts: ProcessOptions) -> anyhow::Result<Bu
     let proxy_app = pingora::proxy::http_proxy(&server.configuration, app);
     let mut proxy = Service::new(
         "smproxy public".to_string(),
-        ConnApp::new(proxy_app, limits),
+        ConnApp::new(proxy_app, limits, metrics.conn.clone()),
     );
     for addr in &settings.listen {
         proxy.add_listener(plain_listener(addr));
@@ -198,7 +198,10 @@ pub fn build(settings: Arc<Settings>, opts: ProcessOptions) -> anyhow::Result<Bu
         reports,
         keys,
     )?;
-    let mut admin = Service::new("smproxy admin".to_string(), ConnApp::new(admin_app, limits));
+    let mut admin = Service::new(
+        "smproxy admin".to_string(),
+        ConnApp::new(admin_app, limits, metrics.conn.clone()),
+    );
     admin.add_tcp(&settings.admin.listen);
     server.add_service(admin);
     server.add_service(crate::admin::retention_service(

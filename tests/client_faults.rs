@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::binary::Binary;
+use common::binary::{Binary, BINARY_ADMIN_TOKEN};
 use common::tls::{self, TestCa};
 use common::{Origin, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -101,6 +101,18 @@ fn assert_cut_off(what: &str, t: &Trickled) {
     );
 }
 
+/// `smproxy_client_connections_closed_total{limit="LIMIT"}` from the admin listener.
+fn closed_by(p: &Binary, limit: &str) -> u64 {
+    let bearer = format!("Bearer {BINARY_ADMIN_TOKEN}");
+    let r = common::request(&p.admin, "GET", "/metrics", &[("Authorization", &bearer)]);
+    let text = r.text();
+    let line = format!("smproxy_client_connections_closed_total{{limit=\"{limit}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line} in /metrics:\n{text}"))
+}
+
 #[test]
 fn a_head_that_stops_gets_408_and_does_not_block_others() {
     let p = Binary::start(LIMITS);
@@ -163,6 +175,7 @@ fn a_trickled_head_is_cut_off_at_the_deadline_while_others_are_served() {
     for (t, what) in slow.into_iter().zip(["public listener", "admin listener"]) {
         assert_cut_off(what, &t.join().unwrap());
     }
+    assert!(closed_by(&p, "request_header") >= 2);
 }
 
 #[test]
@@ -284,6 +297,8 @@ fn idle_connections_are_closed_after_the_keep_alive_timeout() {
     let (got, open) = wait_for_close(&mut silent);
     assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
     assert!(open >= HEADER_DEADLINE, "closed after {open:?}");
+    assert_eq!(closed_by(&p, "keepalive"), 1);
+    assert_eq!(closed_by(&p, "request_header"), 1);
 }
 
 #[test]

@@ -18,6 +18,7 @@ use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use tokio::time::Instant;
 
+use super::counters::ConnCounters;
 use super::stream::ConnStream;
 
 /// How long a client connection may take, as configured under `timeouts`.
@@ -35,15 +36,25 @@ pub struct ConnLimits {
 pub struct ConnApp<A> {
     app: Arc<A>,
     limits: ConnLimits,
+    counters: Arc<ConnCounters>,
 }
 
 impl<A> ConnApp<A> {
-    pub fn new(app: A, limits: ConnLimits) -> ConnApp<A> {
+    pub fn new(app: A, limits: ConnLimits, counters: Arc<ConnCounters>) -> ConnApp<A> {
         ConnApp {
             app: Arc::new(app),
             limits,
+            counters,
         }
     }
+}
+
+/// Why a connection stopped waiting for its next request.
+enum Wait {
+    Request,
+    /// The client closed it, or the server is shutting down.
+    Closed,
+    TimedOut,
 }
 
 impl<A: HttpServerApp + Send + Sync + 'static> ConnApp<A> {
@@ -62,7 +73,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnApp<A> {
 
     /// One HTTP/1 connection, request after request, until it closes or times out.
     async fn serve_h1(&self, stream: Stream, shutdown: &ShutdownWatch) {
-        let mut conn = Box::new(ConnStream::new(stream));
+        let mut conn = Box::new(ConnStream::new(stream, self.counters.clone()));
         let mut shutdown = shutdown.clone();
         // The first head is timed from the start of the connection, the way a client that
         // connects and stays silent is timed.
@@ -75,8 +86,17 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnApp<A> {
             } else {
                 Instant::now() + self.limits.keepalive
             };
-            if !wait_for_request(&mut conn, idle_until, &mut shutdown).await {
-                return;
+            match wait_for_request(&mut conn, idle_until, &mut shutdown).await {
+                Wait::Request => {}
+                Wait::Closed => return,
+                Wait::TimedOut => {
+                    if first {
+                        self.counters.header_timeout();
+                    } else {
+                        self.counters.idle_close();
+                    }
+                    return;
+                }
             }
             if !first {
                 head_deadline = Instant::now() + self.limits.request_header;
@@ -118,25 +138,26 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnApp<A> {
     }
 }
 
-/// Waits for the first byte of the next request, at most until `until`: `false` when the
-/// connection is to be closed instead (the client left, the time is up, or the server is
-/// shutting down: an idle connection is not kept through the grace period).
+/// Waits for the first byte of the next request, at most until `until`. An idle connection
+/// is closed as soon as the server starts shutting down, not kept through the grace period.
 async fn wait_for_request(
     conn: &mut ConnStream,
     until: Instant,
     shutdown: &mut ShutdownWatch,
-) -> bool {
+) -> Wait {
     let timer = tokio::time::sleep_until(until);
     tokio::pin!(timer);
     let mut watching = true;
     loop {
         if watching && *shutdown.borrow() {
-            return false;
+            return Wait::Closed;
         }
         tokio::select! {
             biased;
-            arrived = conn.wait_for_request() => return matches!(arrived, Ok(true)),
-            _ = &mut timer => return false,
+            arrived = conn.wait_for_request() => {
+                return if matches!(arrived, Ok(true)) { Wait::Request } else { Wait::Closed };
+            }
+            _ = &mut timer => return Wait::TimedOut,
             // A closed channel means no shutdown will ever be announced: stop watching it.
             changed = shutdown.changed(), if watching => watching = changed.is_ok(),
         }

@@ -3,12 +3,15 @@
 //! connections that hold a few hundred bytes instead of a whole request future.
 //!
 //! `app` decides when a request starts and hands it to Pingora; `stream` times the head as
-//! Pingora reads it; `head_end` finds where a head ends.
+//! Pingora reads it; `head_end` finds where a head ends; `counters` counts the
+//! connections the limits closed.
 
 mod app;
+mod counters;
 mod head_end;
 mod stream;
 
 pub use app::{ConnApp, ConnLimits};
+pub use counters::ConnCounters;
 pub use head_end::HeadEnd;
 pub use stream::ConnStream;

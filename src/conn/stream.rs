@@ -20,6 +20,7 @@ use pingora::protocols::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::counters::ConnCounters;
 use super::head_end::HeadEnd;
 
 /// The answer to a head that did not arrive in time (RFC 9110 §15.5.9); the connection closes.
@@ -44,10 +45,11 @@ pub struct ConnStream {
     /// What is left to send of the 408 (only what the socket takes at once: a client that
     /// does not read is not waited for).
     answer: &'static [u8],
+    counters: Arc<ConnCounters>,
 }
 
 impl ConnStream {
-    pub fn new(inner: Stream) -> ConnStream {
+    pub fn new(inner: Stream, counters: Arc<ConnCounters>) -> ConnStream {
         ConnStream {
             inner,
             replay: None,
@@ -55,6 +57,7 @@ impl ConnStream {
             head: HeadEnd::default(),
             timed_out: false,
             answer: &[],
+            counters,
         }
     }
 
@@ -83,6 +86,7 @@ impl ConnStream {
         self.deadline = None;
         self.timed_out = true;
         self.answer = REQUEST_TIMEOUT;
+        self.counters.header_timeout();
         io::Error::new(io::ErrorKind::TimedOut, "request header deadline passed")
     }
 
