@@ -134,12 +134,22 @@ pub fn html_response(body: &[u8]) -> Vec<u8> {
 }
 
 /// A free loopback address (the listener is closed, the port reused by the proxy).
+///
+/// The kernel may hand the port of a listener just closed to the next bind, so two calls in
+/// a row (a public and an admin address) could return the same port: ports already handed
+/// out by this process are skipped.
 pub fn free_addr() -> String {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string()
+    static HANDED_OUT: Mutex<Option<std::collections::HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut seen = HANDED_OUT.lock().unwrap();
+        if seen.get_or_insert_with(Default::default).insert(addr.port()) {
+            return addr.to_string();
+        }
+    }
 }
 
 struct ChannelSignal(Mutex<Option<tokio::sync::oneshot::Receiver<()>>>);
