@@ -23,17 +23,26 @@
 # CPU 0. The "direct" row is a second nginx with the origin's config pinned to CPU 1, so that
 # every row measures a server on the same otherwise idle core.
 #
-# TODO(beacons): smproxy does not serve the collect endpoint (collect.path) yet. When it does,
-# add a beacon workload here: POSTs to /_sm/collect through smproxy against nginx `return 204`
-# (design.md: the prototype measured 0.4x nginx).
+# Beacons: POSTs of the tracker's page-view beacon to smproxy's collect endpoint (SQLite store
+# on, `collect.rate_per_minute: 0`) beside nginx `return 204` with a `Set-Cookie` (in the
+# sub_filter server's config). Every beacon must be answered 2xx, and afterwards the store
+# must hold exactly one event per accepted beacon.
+#
+#   WORKLOADS="beacon" bash benches/load.sh       # only some workloads (default: all of
+#                                                 # median rotation c1000 hold beacon)
+#   SMPROXY_BIN_BASE=path bash benches/load.sh    # also measure that binary as smproxy-base,
+#                                                 # in the same run (A/B of a change)
 set -euo pipefail
 
 DURATION=${DURATION:-10}   # seconds per measured wrk run
 REPEATS=${REPEATS:-3}      # runs per (server, workload); the table shows medians
 CONNS=${CONNS:-64}         # wrk connections for the throughput workloads
 MEM_CONNS=${MEM_CONNS:-1000}
+ALL_WORKLOADS="median rotation c1000 hold beacon"
+WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 WARMUP=${WARMUP:-1}        # seconds of unmeasured load before each measured run
 CLIENT_ID=benchclient
+ADMIN_TOKEN=load-benchmark-admin-token
 SUT_CPU=1                  # server under test
 GEN_CPU=0                  # wrk, the origin nginx, the python helpers
 
@@ -44,7 +53,7 @@ helpers=$here/load
 results_dir=$here/results
 # The command as typed, with the settings that were given in the environment.
 command_line="bash benches/load.sh"
-for v in SMPROXY_BIN CARGO_TARGET_DIR SMPROXY_CORPUS WARMUP MEM_CONNS CONNS DURATION REPEATS; do
+for v in SMPROXY_BIN SMPROXY_BIN_BASE WORKLOADS CARGO_TARGET_DIR SMPROXY_CORPUS WARMUP MEM_CONNS CONNS DURATION REPEATS; do
     if [ -n "${!v+x}" ]; then command_line="$v=${!v} $command_line"; fi
 done
 
@@ -57,6 +66,12 @@ die() { printf '[load] ERROR: %s\n' "$*" >&2; exit 1; }
 for tool in nginx wrk python3 taskset curl cargo getconf; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install -y nginx-light wrk)"
 done
+for w in $WORKLOADS; do
+    case " $ALL_WORKLOADS " in *" $w "*) ;; *) die "unknown workload $w (known: $ALL_WORKLOADS)" ;; esac
+done
+# wants WORKLOAD: whether it was selected.
+wants() { case " $WORKLOADS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+pages_wanted() { wants median || wants rotation || wants c1000 || wants hold; }
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs (server under test on CPU 1, load on CPU 0)"
 [ -d "$corpus" ] || die "corpus not found at $corpus (set SMPROXY_CORPUS)"
 # wrk -c 1000, 1,000 held connections, and a proxy's upstream connections need descriptors.
@@ -86,6 +101,10 @@ tmp=$(mktemp -d /tmp/smproxy-load.XXXXXX)
 chmod 755 "$tmp"
 cp "$built" "$tmp/smproxy"
 smproxy_bin=$tmp/smproxy
+if [ -n "${SMPROXY_BIN_BASE:-}" ]; then
+    [ -x "$SMPROXY_BIN_BASE" ] || die "no smproxy binary at SMPROXY_BIN_BASE=$SMPROXY_BIN_BASE"
+    cp "$SMPROXY_BIN_BASE" "$tmp/smproxy-base-bin"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Server bookkeeping: every process we start is recorded here and stopped by the trap.
@@ -93,6 +112,7 @@ smproxy_bin=$tmp/smproxy
 declare -A PID=()       # name -> process we started (nginx master, smproxy)
 declare -A WORK_PID=()  # name -> process doing the work (nginx worker, smproxy itself)
 declare -A PORT=()
+declare -A ADMIN_PORT=()
 
 stop_server() {
     local name=$1 pid=${PID[$1]:-}
@@ -216,14 +236,18 @@ EOF
     [ -n "${WORK_PID[$name]}" ] || die "$name: no nginx worker process"
 }
 
-# start_smproxy NAME CPU INJECT(true|false)
+# start_smproxy NAME CPU INJECT(true|false) [BINARY]
 start_smproxy() {
-    local name=$1 cpu=$2 inject=$3
+    local name=$1 cpu=$2 inject=$3 bin=${4:-$smproxy_bin}
     local prefix=$tmp/$name port admin
     port=$(free_port)
     admin=$(free_port)
     PORT[$name]=$port
+    ADMIN_PORT[$name]=$admin
     mkdir -p "$prefix"
+    # A fresh store for every start: the beacon check compares the file with this process's
+    # counters.
+    rm -f "$prefix"/smproxy.db*
     cat >"$prefix/smproxy.yaml" <<EOF
 listen: "127.0.0.1:$port"
 client_id: "$CLIENT_ID"
@@ -239,10 +263,11 @@ collect:
   rate_per_minute: 0
 admin:
   listen: "127.0.0.1:$admin"
+  token: "$ADMIN_TOKEN"
 store:
   sqlite: "$prefix/smproxy.db"
 EOF
-    (cd "$prefix" && exec taskset -c "$cpu" "$smproxy_bin" -c smproxy.yaml) >"$prefix/stderr.log" 2>&1 &
+    (cd "$prefix" && exec taskset -c "$cpu" "$bin" -c smproxy.yaml) >"$prefix/stderr.log" 2>&1 &
     PID[$name]=$!
     wait_ready "$name" "$prefix/stderr.log"
     WORK_PID[$name]=${PID[$name]}
@@ -255,6 +280,7 @@ start_server() {
         nginx-subfilter) start_nginx nginx-subfilter "$SUT_CPU" subfilter ;;
         smproxy-pass)    start_smproxy smproxy-pass "$SUT_CPU" false ;;
         smproxy-inject)  start_smproxy smproxy-inject "$SUT_CPU" true ;;
+        smproxy-base)    start_smproxy smproxy-base "$SUT_CPU" true "$tmp/smproxy-base-bin" ;;
         *) die "unknown server $1" ;;
     esac
 }
@@ -268,6 +294,22 @@ start_server() {
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+
+# wait_stored NAME: for smproxy, waits until its event writer has stored everything queued
+# (queue depth 0 on /metrics), so that the CPU time of a beacon run includes storing its
+# beacons, not only answering them. Nothing to wait for with nginx.
+wait_stored() {
+    local name=$1 depth
+    [ -n "${ADMIN_PORT[$name]:-}" ] || return 0
+    for _ in $(seq 600); do
+        depth=$(curl -sf -H "Authorization: Bearer $ADMIN_TOKEN" \
+            "http://127.0.0.1:${ADMIN_PORT[$name]}/metrics" |
+            awk '$1 == "smproxy_event_queue_depth" {print $2}')
+        [ "$depth" = 0 ] && return 0
+        sleep 0.1
+    done
+    die "$name: the event queue did not drain (depth $depth)"
+}
 
 # run_wrk NAME WORKLOAD REPEAT: one warm-up and one measured wrk run; appends to runs.tsv.
 run_wrk() {
@@ -283,12 +325,17 @@ run_wrk() {
     [ "$workload" = beacon ] && beacon=1
     local wrk_cmd=(taskset -c "$GEN_CPU" wrk -t 1 -c "$conns" --timeout 10s --latency -s "$helpers/wrk.lua")
 
-    WRK_PATHS=$paths WRK_BEACON=$beacon "${wrk_cmd[@]}" -d "${WARMUP}s" "$url" >/dev/null
+    local warm
+    warm=$(WRK_PATHS=$paths WRK_BEACON=$beacon "${wrk_cmd[@]}" -d "${WARMUP}s" "$url")
     # Reset the peak RSS (VmHWM) so that it reflects this run only.
     echo 5 >"/proc/$wpid/clear_refs" 2>/dev/null || true
     local t0 t1 out
+    # Beacons: the CPU time from an empty queue to an empty queue again, so that a writer
+    # lagging behind the answers neither hides the cost of this run nor adds the warm-up's.
+    if [ -n "$beacon" ]; then wait_stored "$name"; fi
     t0=$(cpu_ticks "$wpid")
     out=$(WRK_PATHS=$paths WRK_BEACON=$beacon "${wrk_cmd[@]}" -d "${DURATION}s" "$url")
+    if [ -n "$beacon" ]; then wait_stored "$name"; fi
     t1=$(cpu_ticks "$wpid")
     printf '%s\n' "$out" >"$tmp/logs/wrk-$name-$workload-$rep.txt"
 
@@ -316,6 +363,16 @@ run_wrk() {
     log "$(printf '%-16s %-8s %10s req/s  p50 %6.2f ms  p99 %7.2f ms  %7s CPU us/req  errors %s' \
         "$name" "$workload" "$rps" "$(awk -v x="$p50_us" 'BEGIN{print x/1000}')" \
         "$(awk -v x="$p99_us" 'BEGIN{print x/1000}')" "$cpu_us" "$errors")"
+    if [ "$workload" = beacon ] && [ -n "${ADMIN_PORT[$name]:-}" ]; then
+        # Every answered beacon stored exactly once (a fast wrong answer must not win).
+        local warm_requests answered check
+        warm_requests=$(grep '^WRK ' <<<"$warm" | sed 's/.* requests=\([0-9]*\).*/\1/')
+        answered=$((warm_requests + requests))
+        check=$(python3 "$helpers/beacons.py" --admin "127.0.0.1:${ADMIN_PORT[$name]}" \
+            --token "$ADMIN_TOKEN" --db "$tmp/$name/smproxy.db" --answered "$answered" \
+            --in-flight $((2 * conns))) || die "$name: $check"
+        log "$name: $check"
+    fi
 }
 
 # run_hold NAME REPEAT: RSS growth of the working process with 1,000 idle keep-alive
@@ -384,25 +441,36 @@ log "snippet: ${#snippet} bytes, client_id $CLIENT_ID"
 # ---------------------------------------------------------------------------------------------
 # Correctness first: a benchmark of a proxy that breaks pages would be meaningless.
 # ---------------------------------------------------------------------------------------------
-log "checking every corpus page"
-start_server smproxy-pass
-start_server nginx-proxy
-start_server nginx-subfilter
-check_out=$(python3 "$helpers/check.py" --pages "$tmp/pages.tsv" --snippet "$tmp/snippet.html" \
-    --inject "127.0.0.1:${PORT[smproxy-inject]}" --subfilter "127.0.0.1:${PORT[nginx-subfilter]}" \
-    --passthrough "smproxy passthrough=127.0.0.1:${PORT[smproxy-pass]}" \
-    --passthrough "nginx proxy_pass=127.0.0.1:${PORT[nginx-proxy]}") || {
+# (Beacons are checked after each beacon run: see run_wrk.)
+if pages_wanted; then
+    log "checking every corpus page"
+    start_server smproxy-pass
+    start_server nginx-proxy
+    start_server nginx-subfilter
+    check_out=$(python3 "$helpers/check.py" --pages "$tmp/pages.tsv" --snippet "$tmp/snippet.html" \
+        --inject "127.0.0.1:${PORT[smproxy-inject]}" --subfilter "127.0.0.1:${PORT[nginx-subfilter]}" \
+        --passthrough "smproxy passthrough=127.0.0.1:${PORT[smproxy-pass]}" \
+        --passthrough "nginx proxy_pass=127.0.0.1:${PORT[nginx-proxy]}") || {
+        printf '%s\n' "$check_out" >&2
+        die "correctness check failed"
+    }
     printf '%s\n' "$check_out" >&2
-    die "correctness check failed"
-}
-printf '%s\n' "$check_out" >&2
-for name in smproxy-inject smproxy-pass nginx-proxy nginx-subfilter; do stop_server "$name"; done
+    for name in smproxy-pass nginx-proxy nginx-subfilter; do stop_server "$name"; done
+else
+    check_out="CHECK pages not checked: WORKLOADS=$WORKLOADS has no page workload"
+fi
+stop_server smproxy-inject
 
 # ---------------------------------------------------------------------------------------------
 # Measurements. Each repeat restarts every server (independent samples, fresh idle RSS) and
 # goes through the servers in turn, so slow drifts in background load hit all of them alike.
 # ---------------------------------------------------------------------------------------------
-servers=(direct nginx-proxy nginx-subfilter smproxy-pass smproxy-inject)
+servers=()
+pages_wanted && servers+=(direct nginx-proxy)
+servers+=(nginx-subfilter)
+pages_wanted && servers+=(smproxy-pass)
+servers+=(smproxy-inject)
+[ -n "${SMPROXY_BIN_BASE:-}" ] && servers+=(smproxy-base)
 for rep in $(seq "$REPEATS"); do
     log "repeat $rep/$REPEATS (load average $(cut -d' ' -f1-3 /proc/loadavg))"
     for name in "${servers[@]}"; do
@@ -410,11 +478,13 @@ for rep in $(seq "$REPEATS"); do
         # A few requests first, so lazily built state (upstream pool, parser tables) is in the
         # idle RSS rather than counted as per-connection memory.
         for _ in 1 2 3; do curl -sf -o /dev/null "http://127.0.0.1:${PORT[$name]}$median_path"; done
-        run_hold "$name" "$rep"
-        run_wrk "$name" median "$rep"
-        run_wrk "$name" rotation "$rep"
-        run_wrk "$name" c1000 "$rep"
-        case $name in nginx-subfilter|smproxy-inject) run_wrk "$name" beacon "$rep" ;; esac
+        if wants hold; then run_hold "$name" "$rep"; fi
+        for workload in median rotation c1000; do
+            if wants "$workload"; then run_wrk "$name" "$workload" "$rep"; fi
+        done
+        case $name in
+            nginx-subfilter|smproxy-inject|smproxy-base) if wants beacon; then run_wrk "$name" beacon "$rep"; fi ;;
+        esac
         stop_server "$name"
     done
 done
@@ -432,6 +502,9 @@ smproxy_other_errors=$(cat "$tmp"/smproxy-*/stderr.log 2>/dev/null | grep 'ERROR
 # ---------------------------------------------------------------------------------------------
 table=$(python3 "$helpers/report.py" "$tmp/runs.tsv" "$tmp/mem.tsv")
 mkdir -p "$results_dir"
+# A run of some workloads only does not replace the full table.
+result_name=latest
+[ "$WORKLOADS" = "$ALL_WORKLOADS" ] || result_name=latest-$(tr ' ' '-' <<<"$WORKLOADS")
 {
     echo "# smproxy load benchmark"
     echo
@@ -439,7 +512,7 @@ mkdir -p "$results_dir"
     echo "- command: \`$command_line\`"
     echo "- machine: nproc $(nproc), $(lscpu | sed -n 's/^Model name: *//p' | head -n1)"
     echo "- load average at start: $load_at_start; at end: $load_at_end"
-    echo "- smproxy: $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$repo" && [ -n "$(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] && echo ' (with uncommitted changes)'), \`cargo build --release\`, threads: 1; $(nginx -v 2>&1 | sed 's/^nginx version: //'), worker_processes 1; $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
+    echo "- smproxy: $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$repo" && [ -n "$(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] && echo ' (with uncommitted changes)'), \`cargo build --release\`, threads: 1; $(nginx -v 2>&1 | sed 's/^nginx version: //'), worker_processes 1; $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)${SMPROXY_BIN_BASE:+; smproxy-base: $SMPROXY_BIN_BASE}"
     echo "- runs: REPEATS=$REPEATS DURATION=${DURATION}s (after ${WARMUP}s warm-up), wrk -t 1 -c $CONNS; 1,000-connection runs: wrk -c $MEM_CONNS, and $MEM_CONNS held keep-alive connections"
     echo "- corpus: $n_pages pages; median page $median_path ($median_size bytes); snippet ${#snippet} bytes"
     echo
@@ -450,11 +523,11 @@ mkdir -p "$results_dir"
     echo "$table"
     echo
     echo "Logs: nginx 'buffered to a temporary file' warnings: $temp_file_warnings. smproxy ERROR lines: $smproxy_errors, of which $((smproxy_errors - smproxy_other_errors)) are requests cut off by wrk at the end of a run (Downstream ConnectionClosed/WriteError) and $smproxy_other_errors others."
-} >"$results_dir/latest.md"
-cp "$tmp/runs.tsv" "$results_dir/latest-runs.tsv"
-cp "$tmp/mem.tsv" "$results_dir/latest-mem.tsv"
+} >"$results_dir/$result_name.md"
+cp "$tmp/runs.tsv" "$results_dir/$result_name-runs.tsv"
+cp "$tmp/mem.tsv" "$results_dir/$result_name-mem.tsv"
 
 echo
-cat "$results_dir/latest.md"
+cat "$results_dir/$result_name.md"
 echo
-log "written to benches/results/latest.md (raw runs: latest-runs.tsv, latest-mem.tsv)"
+log "written to benches/results/$result_name.md (raw runs: $result_name-runs.tsv, $result_name-mem.tsv)"

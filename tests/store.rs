@@ -40,6 +40,7 @@ fn fast_retries(capacity: usize, max_retries: u32) -> WriterConfig {
         max_retries,
         retry_backoff: Duration::from_millis(1),
         max_backoff: Duration::from_millis(4),
+        ..WriterConfig::default()
     }
 }
 

@@ -14,6 +14,8 @@ SERVERS = [
     ("nginx-subfilter", "(3) nginx proxy_pass + sub_filter"),
     ("smproxy-pass", "(4) smproxy, inject disabled"),
     ("smproxy-inject", "(5) smproxy, injecting"),
+    # SMPROXY_BIN_BASE: another smproxy binary in the same run, for an A/B of a change.
+    ("smproxy-base", "(6) smproxy-base (SMPROXY_BIN_BASE), injecting"),
 ]
 WORKLOADS = [
     ("median", "median page"),
@@ -66,17 +68,20 @@ def main():
     w("Errors: wrk socket errors + non-2xx/3xx responses, summed over the runs; they fail the "
       "script except in the 1,000-connection run. Peak RSS: VmHWM of the server's working "
       "process (nginx worker, smproxy) during the run. CPU busy: the server's CPU time ÷ "
-      "wall time; well below 100 means CPU 0 (wrk + origin), not the server, set the pace.")
+      "wall time; well below 100 means CPU 0 (wrk + origin), not the server, set the pace. "
+      "Beacons through smproxy: CPU time from an empty event queue to an empty queue again, so "
+      "it includes storing every answered beacon (CPU busy can then exceed 100).")
     w("")
 
     def mem_med(server, key):
         return med([float(r[key]) for r in mem if r["server"] == server])
 
-    w("Memory of 1,000 idle keep-alive connections (one complete request each, then held open):")
-    w("")
-    w("| server | idle RSS MB | RSS with 1,000 conns MB | MB per 1,000 conns | RSS after closing them MB | conns still open |")
-    w("|---|---:|---:|---:|---:|---:|")
     per_k = {}
+    if mem:
+        w("Memory of 1,000 idle keep-alive connections (one complete request each, then held open):")
+        w("")
+        w("| server | idle RSS MB | RSS with 1,000 conns MB | MB per 1,000 conns | RSS after closing them MB | conns still open |")
+        w("|---|---:|---:|---:|---:|---:|")
     for s, sname in SERVERS:
         rows = [r for r in mem if r["server"] == s]
         if not rows:
@@ -86,16 +91,19 @@ def main():
         alive = min(int(r["alive"]) for r in rows)
         w(f"| {sname} | {mem_med(s, 'idle_kb') / 1024:.1f} | {mem_med(s, 'held_kb') / 1024:.1f} "
           f"| {per_k[s]:.1f} | {mem_med(s, 'closed_kb') / 1024:.1f} | {alive}/{rows[0]['conns']} (fewest) |")
-    w("")
+    if mem:
+        w("")
 
     def ratio(a, b):
         return a / b if b else float("nan")
 
-    w("Ratios (medians):")
-    w("")
-    w("| ratio | median page | rotation | 1,000 conns |")
-    w("|---|---:|---:|---:|")
-    for label, a, b, key in [
+    page_runs = any(r["workload"] != BEACON[0] for r in runs)
+    if page_runs:
+        w("Ratios (medians):")
+        w("")
+        w("| ratio | median page | rotation | 1,000 conns |")
+        w("|---|---:|---:|---:|")
+    for label, a, b, key in [] if not page_runs else [
         ("req/s: smproxy inject ÷ nginx sub_filter", "smproxy-inject", "nginx-subfilter", "rps"),
         ("CPU µs/req: smproxy inject ÷ nginx sub_filter", "smproxy-inject", "nginx-subfilter", "cpu_us_per_req"),
         ("req/s: smproxy inject ÷ smproxy passthrough", "smproxy-inject", "smproxy-pass", "rps"),
@@ -110,6 +118,11 @@ def main():
         cpu = ratio(m("smproxy-inject", "beacon", "cpu_us_per_req"),
                     m("nginx-subfilter", "beacon", "cpu_us_per_req"))
         w(f"Beacons: smproxy collect ÷ nginx `return 204`: req/s {rps:.2f}×, CPU µs/req {cpu:.2f}×.")
+        if runs_of("smproxy-base", "beacon"):
+            rps = ratio(m("smproxy-base", "beacon", "rps"), m("nginx-subfilter", "beacon", "rps"))
+            cpu = ratio(m("smproxy-base", "beacon", "cpu_us_per_req"),
+                        m("nginx-subfilter", "beacon", "cpu_us_per_req"))
+            w(f"Beacons, smproxy-base: req/s {rps:.2f}×, CPU µs/req {cpu:.2f}× of nginx.")
     if "smproxy-inject" in per_k and "nginx-proxy" in per_k:
         w("")
         w(f"RSS per 1,000 keep-alive conns: smproxy inject {per_k['smproxy-inject']:.1f} MB, "

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::beacon::{self, Beacon, BeaconKind, Rejection};
-use super::bots::BotDetector;
 use super::client_ip::truncate;
 use super::rate_limit::RateLimiter;
 use super::tracker::Tracker;
+use super::user_agent::UserAgents;
 use super::visitor::{Identities, Signals, Visitor};
 use crate::config::{Durability, Settings, Site};
 use crate::identity::{self, unix_now, Keys, SMLINK_PARAM, SMX_PARAM};
@@ -25,6 +25,9 @@ use crate::store::{Ack, Event, EventKind, EventQueue, Store};
 /// it is answered 503. Longer than SQLite's busy timeout, so a briefly locked file still gets
 /// its answer from the writer rather than from this bound.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Characters of the `User-Agent` kept on an event.
+const MAX_STORED_UA: usize = 512;
 
 /// The query parameter of mailing links: the contact's UUID.
 pub const SMCLIENT_PARAM: &str = "smclient";
@@ -103,7 +106,7 @@ pub struct PageAnswer {
 pub struct Collector {
     identities: Identities,
     tracker: Tracker,
-    bots: BotDetector,
+    agents: UserAgents,
     rate: RateLimiter,
     router: Router,
     queue: EventQueue,
@@ -124,7 +127,7 @@ impl Collector {
         Collector {
             identities: Identities::new(keys, settings.cookies.clone(), settings.consent.clone()),
             tracker: Tracker::new(&settings.collect_path),
-            bots: BotDetector::new(),
+            agents: UserAgents::new(),
             rate: RateLimiter::new(c.rate_per_minute, c.rate_burst),
             router: Router::new(&settings.sites),
             queue,
@@ -152,7 +155,7 @@ impl Collector {
         Signals {
             gpc: c.gpc,
             dnt: c.dnt,
-            bot: self.bots.is_bot(c.user_agent),
+            bot: self.agents.is_bot(c.user_agent),
         }
     }
 
@@ -490,14 +493,17 @@ impl Collector {
         e.visitor_id = v.visitor_id.clone();
         e.contact_id = v.contact_text();
         e.smids = v.ids_text();
-        e.user_agent = c.user_agent.map(|ua| ua.chars().take(512).collect());
-        if let Some(ua) = c
+        e.user_agent = c
             .user_agent
-            .and_then(|ua| woothee::parser::Parser::new().parse(ua))
-        {
-            e.browser = Some(ua.name.to_string());
-            e.os = Some(ua.os.to_string());
-            e.device = Some(ua.category.to_string());
+            .map(|ua| match ua.char_indices().nth(MAX_STORED_UA) {
+                Some((end, _)) => ua[..end].to_owned(),
+                None => ua.to_owned(),
+            });
+        if c.user_agent.is_some() {
+            let agent = self.agents.lookup(c.user_agent);
+            e.browser.clone_from(&agent.browser);
+            e.os.clone_from(&agent.os);
+            e.device.clone_from(&agent.device);
         }
         e.is_bot = s.bot;
         let cs = &self.settings.collect;

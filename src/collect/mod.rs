@@ -3,7 +3,7 @@
 //! are a robot).
 //!
 //! Reading order: [`beacon`] (the wire format and its validation), [`tracker`] (the script and
-//! how it is served), [`client_ip`], [`company`], [`bots`], [`rate_limit`].
+//! how it is served), [`client_ip`], [`company`], [`bots`] and [`user_agent`], [`rate_limit`].
 //!
 //! # The beacon protocol (tracker → smproxy)
 //!
@@ -47,4 +47,5 @@ pub mod collector;
 pub mod company;
 pub mod rate_limit;
 pub mod tracker;
+pub mod user_agent;
 pub mod visitor;

@@ -10,6 +10,12 @@
 //! write of that batch fails. That is how `store.durability: strict` answers a beacon only
 //! after its event is on disk; every event queued meanwhile joins the same transaction, so one
 //! commit acknowledges many beacons (group commit).
+//!
+//! Batches are what makes the store cheap per event: a commit writes every page the batch
+//! touched, and the pages that all events share (the tail of the table and of its time
+//! indexes) are written once per commit, not once per event. So when a batch comes out small
+//! the writer lingers for a moment ([`WriterConfig::linger`]) before writing it, unless an
+//! event in it is waiting for its acknowledgement (see [`Worker::run`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
@@ -34,6 +40,11 @@ pub struct WriterConfig {
     pub retry_backoff: Duration,
     /// Longest wait between two retries.
     pub max_backoff: Duration,
+    /// How long the writer sleeps, once per batch, when it finds fewer than `batch_size`
+    /// events waiting, so that more join the transaction. Bounds the extra time an event
+    /// spends in memory before its commit (relaxed durability only: a batch holding an event
+    /// that awaits its acknowledgement is written at once). `Duration::ZERO`: no linger.
+    pub linger: Duration,
 }
 
 impl Default for WriterConfig {
@@ -46,6 +57,9 @@ impl Default for WriterConfig {
             max_retries: 8,
             retry_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
+            // Short against the loss window a crash already has (the queue), long enough
+            // that a few thousand beacons a second make batches of ten or more.
+            linger: Duration::from_millis(5),
         }
     }
 }
@@ -327,9 +341,16 @@ struct Worker {
 
 impl Worker {
     /// Blocks for the first event, then takes whatever else is already queued (up to a batch)
-    /// without waiting. There is no linger timer: at low traffic each event is written at once,
-    /// and under load events pile up while the previous batch commits, so batches grow exactly
-    /// when batching pays.
+    /// without waiting. If that is less than a full batch, it sleeps for `linger` once and
+    /// takes what arrived meanwhile: under load events pile up while the previous batch
+    /// commits anyway, and at moderate traffic the linger turns one commit per event into one
+    /// per few milliseconds. Sleeping rather than waiting on the channel matters: a writer
+    /// blocked in `recv` would be woken by every single event (a syscall on the request path
+    /// and a context switch each), which is the per-event cost the linger is there to avoid.
+    ///
+    /// No linger for a batch with an acknowledged event (`store.durability: strict`): its
+    /// beacon is waiting for the commit, and strict commits are synced, so events arriving
+    /// during one commit already form the next group without any waiting.
     fn run(self) {
         let mut batch: Vec<Event> = Vec::with_capacity(self.config.batch_size);
         let mut acks: Vec<AckSender> = Vec::new();
@@ -342,15 +363,11 @@ impl Worker {
                 }
                 Ok(Msg::Stop) | Err(_) => true,
             };
-            while !stop && batch.len() < self.config.batch_size {
-                match self.rx.try_recv() {
-                    Ok(Msg::Event(e, ack)) => {
-                        batch.push(*e);
-                        acks.extend(ack);
-                    }
-                    Ok(Msg::Stop) | Err(TryRecvError::Disconnected) => stop = true,
-                    Err(TryRecvError::Empty) => break,
-                }
+            stop = stop || self.drain(&mut batch, &mut acks);
+            let small = batch.len() < self.config.batch_size;
+            if !stop && small && acks.is_empty() && !self.config.linger.is_zero() {
+                std::thread::sleep(self.config.linger);
+                stop = self.drain(&mut batch, &mut acks);
             }
             self.shared
                 .dequeued
@@ -363,6 +380,22 @@ impl Worker {
                 return;
             }
         }
+    }
+
+    /// Takes what is queued without waiting, up to a full batch; true when it met `Stop`
+    /// (or every sender is gone).
+    fn drain(&self, batch: &mut Vec<Event>, acks: &mut Vec<AckSender>) -> bool {
+        while batch.len() < self.config.batch_size {
+            match self.rx.try_recv() {
+                Ok(Msg::Event(e, ack)) => {
+                    batch.push(*e);
+                    acks.extend(ack);
+                }
+                Ok(Msg::Stop) | Err(TryRecvError::Disconnected) => return true,
+                Err(TryRecvError::Empty) => return false,
+            }
+        }
+        false
     }
 
     /// Writes one batch, retrying with exponential backoff. The queue keeps absorbing events
@@ -409,5 +442,109 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::{ContactId, EventKind, SqliteStore, StoreError};
+
+    /// A real in-memory store that records the size of every batch it is given.
+    struct Recording {
+        inner: SqliteStore,
+        batches: Mutex<Vec<usize>>,
+    }
+
+    impl Store for Recording {
+        fn insert_batch(&self, events: &[Event]) -> Result<usize, StoreError> {
+            self.batches.lock().unwrap().push(events.len());
+            self.inner.insert_batch(events)
+        }
+        fn upsert_contact_by_email(&self, email: &str, now: i64) -> Result<ContactId, StoreError> {
+            self.inner.upsert_contact_by_email(email, now)
+        }
+        fn link_visitor(&self, v: &str, c: &ContactId, now: i64) -> Result<u64, StoreError> {
+            self.inner.link_visitor(v, c, now)
+        }
+        fn count_events(&self, site: Option<&str>) -> Result<u64, StoreError> {
+            self.inner.count_events(site)
+        }
+        fn ping(&self) -> Result<(), StoreError> {
+            self.inner.ping()
+        }
+        fn delete_older_than(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+            self.inner.delete_older_than(cutoff_ms)
+        }
+    }
+
+    fn recording() -> Arc<Recording> {
+        Arc::new(Recording {
+            inner: SqliteStore::open_in_memory().unwrap(),
+            batches: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn event(ts_ms: i64) -> Event {
+        Event::new(
+            EventKind::Pageview,
+            ts_ms,
+            "shop",
+            "https://shop.example/",
+            "/",
+        )
+    }
+
+    fn lingering(linger: Duration) -> WriterConfig {
+        WriterConfig {
+            linger,
+            ..WriterConfig::default()
+        }
+    }
+
+    /// Events queued one after another while the writer holds its first one go into one
+    /// transaction: the writer lingers instead of committing the first event alone.
+    #[test]
+    fn a_small_batch_waits_for_the_events_that_follow() {
+        let store = recording();
+        let writer = EventWriter::start(store.clone(), lingering(Duration::from_secs(1))).unwrap();
+        let queue = writer.queue();
+        for ts in 0..10 {
+            assert!(queue.try_enqueue(event(ts)));
+        }
+        let stats = writer.shutdown();
+        assert_eq!(stats.written, 10);
+        assert_eq!(*store.batches.lock().unwrap(), [10]);
+        assert_eq!(store.count_events(None).unwrap(), 10);
+    }
+
+    /// An event whose beacon awaits the commit (strict durability) is written without the
+    /// linger: its acknowledgement comes long before a linger of a minute would end.
+    #[test]
+    fn an_acknowledged_event_is_not_held_back() {
+        let store = recording();
+        let writer = EventWriter::start(store.clone(), lingering(Duration::from_secs(60))).unwrap();
+        let ack = writer.queue().try_enqueue_acked(event(1)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(ack.blocking_recv()));
+        let answer = rx.recv_timeout(Duration::from_secs(30));
+        assert_eq!(answer.expect("the ack waited for the linger"), Ok(Ok(())));
+        assert_eq!(store.count_events(None).unwrap(), 1);
+        writer.shutdown();
+    }
+
+    /// Shutdown during a linger still writes everything that was accepted.
+    #[test]
+    fn shutdown_during_a_linger_writes_everything() {
+        let store = recording();
+        let writer =
+            EventWriter::start(store.clone(), lingering(Duration::from_millis(200))).unwrap();
+        let queue = writer.queue();
+        assert!(queue.try_enqueue(event(1)));
+        let stats = writer.shutdown();
+        assert_eq!((stats.enqueued, stats.written), (1, 1));
+        assert_eq!(store.count_events(None).unwrap(), 1);
     }
 }
