@@ -12,6 +12,10 @@
 //! the first run (about a minute, through `insert_batch` in batches of 5,000) and reused
 //! while it holds exactly [`EVENTS`] events. `SMPROXY_BENCH_DB` points at another file.
 //!
+//! With `SMPROXY_BENCH_POSTGRES=postgres://user@host/db` the same queries run on the
+//! PostgreSQL store instead (group `analytics_pg`): the database is filled the same way when
+//! it is empty, reused while it holds exactly [`EVENTS`] events, and refused otherwise.
+//!
 //! `cargo bench --bench analytics -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use smproxy::store::reports::{Bucket, Dimension, Filter};
-use smproxy::store::{Event, EventKind, Reports, SqliteStore, Store};
+use smproxy::store::{Event, EventKind, PostgresStore, Reports, SqliteStore, Store};
 
 const EVENTS: usize = 1_000_000;
 const BATCH: usize = 5_000;
@@ -158,8 +162,37 @@ fn session(rng: &mut fastrand::Rng, people: &mut [Person], p: usize, out: &mut V
     }
 }
 
+/// Either store.
+trait Db: Store + Reports {}
+impl<T: Store + Reports> Db for T {}
+
+/// The bench group's name and the store: PostgreSQL if `SMPROXY_BENCH_POSTGRES` names a
+/// database, else the SQLite file.
+fn store() -> (&'static str, Box<dyn Db>) {
+    if let Some(url) = std::env::var("SMPROXY_BENCH_POSTGRES")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        let store = PostgresStore::connect(url.parse().expect("a PostgreSQL URL"))
+            .expect("connect to SMPROXY_BENCH_POSTGRES");
+        match store.count_events(None).expect("count events") {
+            0 => {
+                fill(&store, "SMPROXY_BENCH_POSTGRES");
+                // Fresh statistics, so the planner sees the filled table.
+                postgres::Client::connect(&url, postgres::NoTls)
+                    .and_then(|mut c| c.batch_execute("VACUUM ANALYZE"))
+                    .expect("VACUUM ANALYZE");
+            }
+            n if n == EVENTS as u64 => {}
+            n => panic!("SMPROXY_BENCH_POSTGRES holds {n} events: use an empty database"),
+        }
+        return ("analytics_pg", Box::new(store));
+    }
+    ("analytics", Box::new(sqlite_store()))
+}
+
 /// Opens the bench file, filling it first unless it already holds [`EVENTS`] events.
-fn store() -> SqliteStore {
+fn sqlite_store() -> SqliteStore {
     let path = db_path();
     if let Ok(store) = SqliteStore::open(&path) {
         if store.count_events(None).ok() == Some(EVENTS as u64) {
@@ -171,8 +204,14 @@ fn store() -> SqliteStore {
         p.push(suffix);
         let _ = std::fs::remove_file(p);
     }
-    let started = Instant::now();
     let store = SqliteStore::open(&path).expect("open the bench store");
+    fill(&store, &path.display().to_string());
+    store
+}
+
+/// Generates the traffic and stores it.
+fn fill(store: &dyn Db, name: &str) {
+    let started = Instant::now();
     let mut rng = fastrand::Rng::with_seed(20250101);
     let mut people: Vec<Person> = (0..PEOPLE)
         .map(|i| Person {
@@ -200,15 +239,13 @@ fn store() -> SqliteStore {
         store.insert_batch(batch).expect("insert");
     }
     eprintln!(
-        "filled {} with {EVENTS} events in {:.1?}",
-        path.display(),
+        "filled {name} with {EVENTS} events in {:.1?}",
         started.elapsed()
     );
-    store
 }
 
 fn bench(c: &mut Criterion) {
-    let store = store();
+    let (group, store) = store();
     let to = START + DAYS * DAY;
     let from = to - 30 * DAY;
     let filters = [
@@ -229,7 +266,7 @@ fn bench(c: &mut Criterion) {
             },
         ),
     ];
-    let mut g = c.benchmark_group("analytics");
+    let mut g = c.benchmark_group(group);
     g.sample_size(10);
     for (scope, f) in &filters {
         g.bench_function(format!("{scope}/stats"), |b| {

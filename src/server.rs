@@ -101,7 +101,7 @@ fn open_store(settings: &Settings) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Re
         // The error says what PostgreSQL or the network said; the URL (which may hold the
         // password) is not repeated.
         let pg = Arc::new(
-            PostgresStore::connect(config.clone())
+            PostgresStore::connect_with_pool_size(config.clone(), settings.postgres_pool_size)
                 .map_err(|e| anyhow::anyhow!("store.postgres: {e}"))?,
         );
         return Ok((pg.clone(), pg));

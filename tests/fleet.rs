@@ -1,12 +1,23 @@
 //! Fleet mode: two smproxy instances with one cookie secret on one PostgreSQL database behave
 //! as one. A visitor identified through a form on instance A and seen later on instance B has
-//! one profile with both visits, and every instance's dashboard shows the same numbers.
+//! one profile with both visits, and every instance's dashboard shows the same numbers. A
+//! database restart under beacon load crashes nothing, writing resumes by itself, and every
+//! beacon is either stored or counted as lost.
+//!
+//! Needs `SMPROXY_TEST_POSTGRES` (see `backend`) and PostgreSQL's `initdb`/`pg_ctl` for the
+//! restart test's own server.
 
 mod backend;
 mod common;
 
-use backend::{Backend, TestDb};
+use backend::{Backend, PrivateServer, TestDb};
 use common::{html_response, request_body, Origin, Proxy};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smproxy::store::{PostgresStore, Store};
+
 use serde_json::Value;
 
 const SITE: &str =
@@ -139,4 +150,163 @@ fn cookie<'a>(jar: &'a str, name: &str) -> &'a str {
     jar.split("; ")
         .find_map(|c| c.strip_prefix(name)?.strip_prefix('='))
         .unwrap_or_else(|| panic!("no {name} in {jar}"))
+}
+
+/// Two instances under beacon load while their database stops and starts again: neither
+/// process goes down, pages are still served, the writers resume by themselves, and what is
+/// missing from the database is exactly what `/metrics` counts as dropped (queue full);
+/// nothing is abandoned, because the writer's retries outlast a restart.
+#[test]
+fn a_database_restart_under_load_loses_only_what_is_counted() {
+    let server = PrivateServer::start();
+    let origin = Origin::respond(|_| html_response(b"<html><head></head><body>hi</body></html>"));
+    let sites = SITE.replace("ORIGIN", &origin.addr.to_string());
+    // No rate limit (all beacons come from one address), and a small queue so the outage
+    // fills it.
+    let extra = format!(
+        "store:\n  postgres: \"{}\"\ncollect:\n  rate_per_minute: 0\n  queue_capacity: 2000\n",
+        server.url()
+    );
+    let mut a = Proxy::start_with_sites(&sites, &extra);
+    let mut b = Proxy::start_with_sites(&sites, &extra);
+
+    let acked = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let (mut written_before, mut written_at_restart) = (0, 0);
+    std::thread::scope(|s| {
+        for (n, p) in [&a, &b, &a, &b].into_iter().enumerate() {
+            let (acked, stop) = (&acked, &stop);
+            s.spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let body = pageview(&format!("/load/{n}/{i}"));
+                    // A new visitor every time: no cookie, so the load spreads over visitors.
+                    beacon(p, &body, None);
+                    acked.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            });
+        }
+        // Load first, then the outage under load, then load again while the writers recover.
+        wait_until(|| acked.load(Ordering::Relaxed) >= 1_000);
+        written_before = metric(&a, "events_written_total") + metric(&b, "events_written_total");
+        server.stop();
+        let down = acked.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_secs(2));
+        wait_until(|| acked.load(Ordering::Relaxed) >= down + 1_000);
+        // The outage reached both writers.
+        wait_until(|| metric(&a, "store_errors_total") > 0 && metric(&b, "store_errors_total") > 0);
+        server.start_again();
+        written_at_restart =
+            metric(&a, "events_written_total") + metric(&b, "events_written_total");
+        let up = acked.load(Ordering::Relaxed);
+        wait_until(|| acked.load(Ordering::Relaxed) >= up + 1_000);
+        stop.store(true, Ordering::Relaxed);
+    });
+    let acked = acked.load(Ordering::Relaxed);
+    assert!(written_before > 0, "writing had started before the restart");
+
+    // Both processes are alive and well: pages are served, and the writers drain the queue
+    // and report healthy again by themselves.
+    for p in [&a, &b] {
+        let page = p.get("/after-the-restart");
+        assert_eq!(page.status, 200);
+        assert!(page.text().contains("_smid"), "{}", page.text());
+        wait_until(|| {
+            metric(p, "events_enqueued_total")
+                == metric(p, "events_written_total") + metric(p, "events_abandoned_total")
+        });
+        let ready = p.admin_get("/readyz");
+        assert_eq!(ready.status, 200, "{}", ready.text());
+    }
+    let written = metric(&a, "events_written_total") + metric(&b, "events_written_total");
+    assert!(
+        written > written_at_restart,
+        "writing resumed after the restart"
+    );
+
+    // Exact accounting from /metrics: every acknowledged beacon is a row or a counted drop.
+    let dropped = metric(&a, "events_dropped_total") + metric(&b, "events_dropped_total");
+    let abandoned = metric(&a, "events_abandoned_total") + metric(&b, "events_abandoned_total");
+    let stored = count_events(&server);
+    eprintln!(
+        "restart under load: {acked} acknowledged, {stored} stored, {dropped} dropped, \
+         {abandoned} abandoned, {written_before} written before the outage"
+    );
+    assert_eq!(abandoned, 0, "the retries outlast a restart");
+    assert_eq!(stored, written);
+    assert_eq!(acked - stored, dropped, "every missing beacon is counted");
+
+    // A clean shutdown agrees, and closes every connection (on the closer thread: dropping
+    // the last pool handle on a runtime thread used to abort the process).
+    let (sa, sb) = (a.shutdown(), b.shutdown());
+    assert_eq!(sa.enqueued + sa.dropped + sb.enqueued + sb.dropped, acked);
+    assert_eq!(sa.written + sb.written, stored);
+    wait_until(|| smproxy_connections(&server.url()) == 0);
+}
+
+/// Connections are closed on a thread of their own: dropping the last handle of a connected
+/// store inside async code, as a Pingora service does at shutdown, neither panics (the sync
+/// client blocks on its own runtime to close) nor leaves connections open.
+#[test]
+fn a_store_dropped_inside_async_code_closes_its_connections() {
+    let db = TestDb::new(Backend::Postgres, "drop");
+    let store = Arc::new(PostgresStore::connect(db.pg_config()).unwrap());
+    // Queries from a few threads at once leave connections idle in the pool.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| store.count_events(None).unwrap());
+        }
+    });
+    assert!(smproxy_connections(&db.pg_url()) >= 1);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dropped = runtime.block_on(async { tokio::spawn(async move { drop(store) }).await });
+    assert!(dropped.is_ok(), "dropping the store panicked: {dropped:?}");
+    wait_until(|| smproxy_connections(&db.pg_url()) == 0);
+}
+
+/// Connections of smproxy stores (their `application_name`) to the database of `url`.
+fn smproxy_connections(url: &str) -> i64 {
+    let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    c.query_one(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE application_name = 'smproxy' AND datname = current_database()",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// A counter of `/metrics`, without its `smproxy_` prefix.
+fn metric(p: &Proxy, name: &str) -> u64 {
+    let line = format!("smproxy_{name} ");
+    p.metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no smproxy_{name} in /metrics"))
+}
+
+/// Waits for `done`; the limit only stops a hung test.
+fn wait_until(mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The rows in the private server's `events` table.
+fn count_events(server: &PrivateServer) -> u64 {
+    let mut c = postgres::Client::connect(&server.url(), postgres::NoTls).unwrap();
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM events", &[])
+        .unwrap()
+        .get(0);
+    n as u64
 }

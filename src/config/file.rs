@@ -245,6 +245,8 @@ pub struct StoreFile {
     pub postgres: Option<String>,
     /// The environment variable holding the PostgreSQL password (instead of the URL).
     pub password_env: Option<String>,
+    /// PostgreSQL connections per instance (default 8).
+    pub pool_size: Option<u32>,
     /// Days events are kept; 0 = forever.
     pub retention_days: Option<u32>,
     /// `relaxed` (default): a beacon is answered once queued. `strict`: once committed.

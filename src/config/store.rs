@@ -1,12 +1,35 @@
 //! Checks the `store` section's choice of database: `store.postgres` (a URL) with its
-//! password from the URL or from `store.password_env`, instead of the default SQLite file.
+//! password from the URL or from `store.password_env`, and its `store.pool_size`, instead of
+//! the default SQLite file.
 
 use std::str::FromStr;
 
 use super::file::StoreFile;
 use super::validate::Checker;
+use crate::store::postgres::DEFAULT_POOL_SIZE;
+
+/// Most connections one instance may open: PostgreSQL's default `max_connections` is 100
+/// for the whole fleet.
+const MAX_POOL_SIZE: u32 = 100;
 
 impl Checker<'_> {
+    /// `store.pool_size`, default [`DEFAULT_POOL_SIZE`]: at least 2, so that the event writer
+    /// never waits for a dashboard query's connection.
+    pub(super) fn pool_size(&mut self, store: &StoreFile) -> u32 {
+        let Some(n) = store.pool_size else {
+            return DEFAULT_POOL_SIZE;
+        };
+        if store.postgres.is_none() {
+            self.err("store.pool_size", "only used with store.postgres");
+        } else if !(2..=MAX_POOL_SIZE).contains(&n) {
+            self.err(
+                "store.pool_size",
+                format!("must be between 2 and {MAX_POOL_SIZE}"),
+            );
+        }
+        n.clamp(2, MAX_POOL_SIZE)
+    }
+
     /// The PostgreSQL connection settings, or `None` for SQLite. Errors name the field and
     /// never repeat the URL, which may hold a password.
     pub(super) fn postgres(&mut self, store: &StoreFile) -> Option<postgres::Config> {
@@ -125,6 +148,33 @@ mod tests {
             .to_string();
         assert!(errs.contains("store.postgres"), "{errs}");
         assert!(!errs.contains("hunter2"), "{errs}");
+    }
+
+    #[test]
+    fn the_pool_size_defaults_to_8_and_is_checked() {
+        let s = parse("  postgres: postgres://sm@h/db\n").unwrap();
+        assert_eq!(s.postgres_pool_size, 8);
+        let s = parse("  postgres: postgres://sm@h/db\n  pool_size: 20\n").unwrap();
+        assert_eq!(s.postgres_pool_size, 20);
+        for (yaml, reason) in [
+            (
+                "  postgres: postgres://sm@h/db\n  pool_size: 1\n",
+                "between 2 and 100",
+            ),
+            (
+                "  postgres: postgres://sm@h/db\n  pool_size: 101\n",
+                "between 2 and 100",
+            ),
+            ("  pool_size: 4\n", "only used with store.postgres"),
+        ] {
+            let (path, why) = only_error(yaml);
+            assert_eq!(path, "store.pool_size", "{yaml}");
+            assert!(why.contains(reason), "{yaml}: {why}");
+        }
+        let errs = parse("  postgres: postgres://sm@h/db\n  pool_size: -3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(errs.contains("store.pool_size"), "{errs}");
     }
 
     #[test]

@@ -270,6 +270,8 @@ pub struct Settings {
     /// `store.postgres`, with the password from `store.password_env` if given: the store is
     /// this database instead of the SQLite file. `Debug` redacts the password.
     pub postgres: Option<postgres::Config>,
+    /// `store.pool_size`: PostgreSQL connections of this instance.
+    pub postgres_pool_size: u32,
     /// Days events are kept (older ones are deleted daily); 0 = forever.
     pub retention_days: u32,
     pub durability: Durability,
@@ -507,6 +509,7 @@ impl Checker<'_> {
         });
 
         let postgres = self.postgres(&f.store);
+        let postgres_pool_size = self.pool_size(&f.store);
         let sqlite_path = f.store.sqlite.unwrap_or_else(|| "smproxy.db".to_string());
         if sqlite_path.is_empty() {
             self.err("store.sqlite", "must not be empty");
@@ -570,6 +573,7 @@ impl Checker<'_> {
             collect: collection.collect,
             sqlite_path,
             postgres,
+            postgres_pool_size,
             retention_days,
             durability,
             timeouts,

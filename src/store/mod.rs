@@ -8,6 +8,7 @@
 
 pub mod event;
 pub mod postgres;
+mod postgres_conn;
 mod postgres_reports;
 pub mod reports;
 pub mod sqlite;

@@ -27,21 +27,24 @@
 //!
 //! Connections come from a small pool ([`r2d2`]); a connection that broke (database restart)
 //! is noticed on checkout or on its failed query and replaced, so writing resumes by itself
-//! once the database is back. Until then calls fail with [`StoreError::Unavailable`] or
+//! once the database is back. Connections are closed on a thread of their own, never where
+//! the pool happens to drop them (see [`super::postgres_conn`]). Until then calls fail with [`StoreError::Unavailable`] or
 //! [`StoreError::Postgres`], and the writer's bounded queue holds events meanwhile.
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use postgres::{NoTls, Transaction};
+use postgres::Transaction;
 use r2d2::{Pool, PooledConnection};
-use r2d2_postgres::PostgresConnectionManager;
 
+use super::postgres_conn::Manager;
 use super::{normalize_email, ContactId, Event, EventKind, Store, StoreError, SESSION_IDLE_MS};
 
 /// Migrations, in order, numbered as SQLite's (see the module doc). Append only.
-const MIGRATIONS: &[(u32, &str)] = &[(3, MIGRATION_3)];
+const MIGRATIONS: &[(u32, &str)] = &[(3, MIGRATION_3), (4, MIGRATION_4)];
 
 const MIGRATION_3: &str = r#"
 CREATE TABLE events (
@@ -111,6 +114,22 @@ CREATE TABLE visitor_sessions (
 );
 "#;
 
+/// The keys of committed batches (see [`PostgresStore::insert_batch`]); PostgreSQL only, so
+/// SQLite has no version 4 and its next migration is 5.
+const MIGRATION_4: &str = r#"
+CREATE TABLE event_batches (
+    id           UUID   PRIMARY KEY,
+    committed_at BIGINT NOT NULL
+);
+CREATE INDEX event_batches_committed_at ON event_batches (committed_at);
+"#;
+
+/// How long a batch's key is kept: far longer than the writer retries a batch.
+const BATCH_KEY_TTL_MS: i64 = 60 * 60 * 1000;
+
+/// Old batch keys are deleted by one batch in this many.
+const BATCH_KEY_PRUNE_EVERY: u64 = 256;
+
 /// The advisory lock key that serialises migrations ("smproxy" in ASCII, as a number).
 const MIGRATION_LOCK: i64 = 0x0073_6d70_726f_7879;
 
@@ -127,11 +146,13 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 /// requests at once. A fleet of N instances uses up to N times this many.
 pub const DEFAULT_POOL_SIZE: u32 = 8;
 
-type Manager = PostgresConnectionManager<NoTls>;
-
 /// The PostgreSQL [`Store`] (and [`super::Reports`], in `postgres_reports`).
 pub struct PostgresStore {
     pool: Pool<Manager>,
+    /// The batch whose last write failed, and the key it was written with: a retry of the
+    /// same batch reuses the key (see [`Store::insert_batch`] below).
+    failed: Mutex<Option<(Vec<Event>, uuid::Uuid)>>,
+    batches: AtomicU64,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -151,6 +172,8 @@ impl PostgresStore {
         Self::connect_with_pool_size(config, DEFAULT_POOL_SIZE)
     }
 
+    /// Connects with a pool of `pool_size` connections (at least 2: the event writer and a
+    /// dashboard query), and applies the missing migrations.
     pub fn connect_with_pool_size(
         mut config: postgres::Config,
         pool_size: u32,
@@ -168,9 +191,13 @@ impl PostgresStore {
             // A pooled connection may have died with a restarted database: checking it on
             // checkout costs an empty round trip and replaces it before a query fails.
             .test_on_check_out(true)
-            .build(PostgresConnectionManager::new(config, NoTls))
+            .build(Manager::new(config))
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            pool,
+            failed: Mutex::new(None),
+            batches: AtomicU64::new(0),
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -183,7 +210,7 @@ impl PostgresStore {
     /// The highest migration applied to the database.
     pub fn schema_version(&self) -> Result<u32, StoreError> {
         let mut client = self.client()?;
-        Ok(current_version(&mut *client)?)
+        Ok(current_version(&mut **client)?)
     }
 
     /// A pooled connection.
@@ -532,13 +559,37 @@ fn insert_events(
     Ok(())
 }
 
-impl Store for PostgresStore {
-    fn insert_batch(&self, events: &[Event]) -> Result<usize, StoreError> {
-        if events.is_empty() {
-            return Ok(0);
+impl PostgresStore {
+    /// The key for writing `events`: the failed attempt's if this is its retry, else new.
+    fn batch_key(&self, events: &[Event]) -> uuid::Uuid {
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        match &*failed {
+            Some((batch, key)) if batch.as_slice() == events => *key,
+            _ => uuid::Uuid::new_v4(),
         }
+    }
+
+    /// One attempt at a batch under `key`. Returns without writing if a transaction with the
+    /// same key already committed.
+    fn insert_batch_once(&self, events: &[Event], key: uuid::Uuid) -> Result<usize, StoreError> {
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
+        let now = now_ms();
+        if self.batches.fetch_add(1, Ordering::Relaxed) % BATCH_KEY_PRUNE_EVERY == 0 {
+            tx.execute(
+                "DELETE FROM event_batches WHERE committed_at < $1",
+                &[&(now - BATCH_KEY_TTL_MS)],
+            )?;
+        }
+        let fresh = tx.execute(
+            "INSERT INTO event_batches (id, committed_at) VALUES ($1::text::uuid, $2)
+             ON CONFLICT (id) DO NOTHING",
+            &[&key.to_string(), &now],
+        )?;
+        if fresh == 0 {
+            // The earlier attempt committed and only its answer was lost.
+            return Ok(events.len());
+        }
         let mut visitors: Vec<&str> = events
             .iter()
             .filter_map(|e| e.visitor_id.as_deref())
@@ -603,6 +654,27 @@ impl Store for PostgresStore {
         insert_events(&mut tx, events, &ids.resolved, &sessions)?;
         tx.commit()?;
         Ok(events.len())
+    }
+}
+
+impl Store for PostgresStore {
+    /// As the contract says, plus exactly once across retries: a commit whose answer is lost
+    /// (the database went down while committing) looks failed to the writer, which retries
+    /// the batch. Each transaction records its batch's key in `event_batches`, and a retry
+    /// reuses the key of the failed attempt, so it finds the key committed and writes nothing
+    /// twice.
+    fn insert_batch(&self, events: &[Event]) -> Result<usize, StoreError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let key = self.batch_key(events);
+        let result = self.insert_batch_once(events, key);
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        *failed = match result {
+            Ok(_) => None,
+            Err(_) => Some((events.to_vec(), key)),
+        };
+        result
     }
 
     fn upsert_contact_by_email(&self, email: &str, now_ms: i64) -> Result<ContactId, StoreError> {

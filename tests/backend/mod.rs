@@ -358,3 +358,154 @@ macro_rules! both_backends {
         )*
     };
 }
+
+/// A PostgreSQL server of the test's own (for stopping and restarting it without disturbing
+/// other tests): `initdb` into a temporary directory and `pg_ctl` on a free loopback port, as
+/// the `postgres` user when the tests run as root (initdb refuses root). The binaries come
+/// from `SMPROXY_TEST_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`.
+pub struct PrivateServer {
+    dir: PathBuf,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+impl PrivateServer {
+    pub fn start() -> PrivateServer {
+        let bin = std::env::var_os("SMPROXY_TEST_PG_BIN")
+            .map(PathBuf::from)
+            .or_else(|| {
+                let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                    .ok()?
+                    .filter_map(|e| Some(e.ok()?.path().join("bin")))
+                    .filter(|p| p.join("pg_ctl").exists())
+                    .collect();
+                dirs.sort_by_key(|p| {
+                    p.parent()
+                        .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
+                        .unwrap_or(0)
+                });
+                dirs.pop()
+            })
+            .expect(
+                "no PostgreSQL binaries: install Debian's postgresql or set SMPROXY_TEST_PG_BIN",
+            );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!(
+            "smproxy-test-pg-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let server = PrivateServer { dir, bin, port };
+        if server.as_root() {
+            let ok = std::process::Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&server.dir)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown of the PostgreSQL directory to the postgres user");
+        }
+        let data = server.dir.join("data");
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "smproxy",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+        );
+        server.start_again();
+        server
+    }
+
+    fn as_root(&self) -> bool {
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.trim_ascii() == b"0")
+            .unwrap_or(false)
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let path = self.bin.join(tool);
+        let mut cmd = if self.as_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            std::process::Command::new(&path)
+        };
+        let out = cmd.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `postgres://smproxy@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://smproxy@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn start_again(&self) {
+        let data = self.dir.join("data");
+        let log = self.dir.join("log");
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=100",
+            self.port,
+            self.dir.display()
+        );
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-o",
+                &opts,
+                "start",
+            ],
+        );
+    }
+
+    /// Stops the server (fast shutdown: open connections are cut, as in a restart).
+    pub fn stop(&self) {
+        let data = self.dir.join("data");
+        self.run(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"],
+        );
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let path = self.bin.join("pg_ctl");
+        let args = ["-D", data.to_str().unwrap(), "-m", "immediate", "stop"];
+        let _ = if self.as_root() {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&path)
+                .args(args)
+                .output()
+        } else {
+            std::process::Command::new(&path).args(args).output()
+        };
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
