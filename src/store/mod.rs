@@ -11,6 +11,7 @@ pub mod postgres;
 mod postgres_reports;
 pub mod reports;
 pub mod sqlite;
+mod sqlite_reopen;
 mod sqlite_reports;
 pub mod writer;
 
