@@ -1,7 +1,8 @@
-//! The store failing under a running proxy: the disk fills up (a real tmpfs of a few MiB) or
-//! another process holds the database's write lock. Pages keep being served and injected,
-//! beacons keep getting 204 (503 with `store.durability: strict`), drops and errors show in
-//! `/metrics`, `/readyz` says degraded, and writing resumes when the fault clears.
+//! The store failing under a running proxy: the disk fills up (a real tmpfs of a few MiB),
+//! another process holds the database's write lock, or the file is read-only (its tmpfs
+//! remounted `ro`). Pages keep being served and injected, beacons keep getting 204 (503 with
+//! `store.durability: strict`), drops and errors show in `/metrics`, `/readyz` says degraded,
+//! and writing resumes when the fault clears.
 
 mod common;
 
@@ -41,6 +42,22 @@ as in CI): {}",
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.0.join(name)
+    }
+
+    /// `mount -o remount,MODE`: `ro` or `rw`. The kernel refuses `ro` (EBUSY) while any file
+    /// on it is open for writing.
+    fn remount(&self, mode: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&self.dir.0)
+            .output()
+            .expect("run mount(8)");
+        assert!(
+            out.status.success(),
+            "remount {mode} {}: {}",
+            self.dir.0.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
 }
 
@@ -105,6 +122,18 @@ fn stored(db: &Path, name: &str) -> bool {
         )
         .unwrap();
     n > 0
+}
+
+/// Rows whose path starts with `/{prefix}`.
+fn stored_like(db: &Path, prefix: &str) -> u64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.query_row(
+        "SELECT count(*) FROM events WHERE path LIKE ?1",
+        [format!("/{prefix}%")],
+        |r| r.get(0),
+    )
+    .unwrap()
 }
 
 fn metric(p: &Proxy, name: &str) -> u64 {
@@ -249,4 +278,74 @@ fn strict_durability_answers_503_while_the_store_fails() {
 
     assert_eq!(beacon(&p, "after"), 204);
     assert!(stored(&db, "after"));
+}
+
+/// The file cannot be written when the proxy starts (its filesystem is mounted read-only:
+/// a running connection keeps its open file and would not notice a later `chmod` or remount,
+/// and the kernel refuses to remount while the file is open for writing, so the fault meets
+/// the store when it opens the file). SQLite cannot even open a write-ahead-logged file on a
+/// read-only mount, and a connection opened while the file was read-only stays read-only
+/// after it is writable again; the store reopens it.
+#[test]
+fn a_read_only_store_degrades_then_recovers() {
+    let disk = Tmpfs::mount("16m");
+    let db = disk.path("events.db");
+    {
+        // A store made and closed by an earlier run, so nothing holds the file open.
+        let store = smproxy::store::SqliteStore::open(&db).unwrap();
+        let e = smproxy::store::Event::new(
+            smproxy::store::EventKind::Pageview,
+            1,
+            "test",
+            "http://test.example/earlier",
+            "/earlier",
+        );
+        assert_eq!(
+            smproxy::store::Store::insert_batch(&store, &[e]).unwrap(),
+            1
+        );
+    }
+    disk.remount("ro");
+
+    let (p, _origin) = start(&db, "");
+    page_is_injected(&p);
+    let (status, text) = readyz(&p);
+    assert_eq!((status, text.as_str()), (503, "store not ready\n"));
+    // More beacons than the queue holds: every one is still answered 204 at once.
+    for i in 0..300 {
+        assert_eq!(
+            beacon(&p, &format!("ro{i}")),
+            204,
+            "beacon {i} on a read-only store"
+        );
+    }
+    page_is_injected(&p);
+    eventually("/readyz degraded", Duration::from_secs(30), || {
+        let (status, text) = readyz(&p);
+        status == 503 && text.starts_with("degraded")
+    });
+    assert!(metric(&p, "smproxy_store_errors_total") > 0);
+    let dropped = metric(&p, "smproxy_events_dropped_total");
+    assert!(dropped > 0, "the full queue drops");
+    assert_eq!(metric(&p, "smproxy_store_write_failing"), 1);
+    assert_eq!(metric(&p, "smproxy_events_written_total"), 0);
+
+    disk.remount("rw");
+    eventually("/readyz ready again", Duration::from_secs(30), || {
+        readyz(&p).0 == 200
+    });
+    p.flush();
+    // Every beacon was stored, or counted as dropped at the door or abandoned after retries.
+    let abandoned = metric(&p, "smproxy_events_abandoned_total");
+    assert_eq!(stored_like(&db, "ro") + dropped + abandoned, 300);
+    assert!(
+        stored_like(&db, "ro") > 0,
+        "what the queue held was written"
+    );
+    assert_eq!(beacon(&p, "after"), 204);
+    p.flush();
+    assert!(stored(&db, "after"), "writing did not resume");
+    assert!(stored(&db, "earlier"), "the same file, not a new one");
+    assert_eq!(metric(&p, "smproxy_store_write_failing"), 0);
+    page_is_injected(&p);
 }

@@ -12,6 +12,7 @@ mod postgres_conn;
 mod postgres_reports;
 pub mod reports;
 pub mod sqlite;
+mod sqlite_reopen;
 mod sqlite_reports;
 pub mod writer;
 

@@ -102,11 +102,13 @@
 use std::collections::hash_map::{Entry, HashMap};
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior, MAIN_DB};
 
+use super::sqlite_reopen::{self, Reopen};
 use super::{normalize_email, ContactId, Event, EventKind, Store, StoreError, SESSION_IDLE_MS};
 
 /// How long a statement waits for another connection's lock (the dashboard reading, a second
@@ -272,6 +274,13 @@ ON CONFLICT (visitor_id) DO UPDATE SET
 /// writing connection instead.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The file, to reopen the writing connection when it turns out read-only (see
+    /// [`sqlite_reopen`]); `None` in memory.
+    path: Option<PathBuf>,
+    /// Whether and when to reopen; locked only while `conn` is.
+    reopen: Mutex<Reopen>,
+    /// `synchronous=FULL` was asked for, so a reopened connection gets it too.
+    sync_full: AtomicBool,
     /// The file to open read-only connections on; `None` to read through `conn`.
     reader_path: Option<PathBuf>,
     /// Idle read-only connections (with their prepared statements cached).
@@ -303,9 +312,38 @@ const WAL_AUTOCHECKPOINT_PAGES: i64 = 8192;
 impl SqliteStore {
     /// Opens (creating if needed) the database file and its directory, sets WAL mode,
     /// `synchronous=NORMAL` and a busy timeout, then applies the migrations it has not had yet.
+    ///
+    /// An existing file that cannot be written (a read-only mount, another owner) does not
+    /// stop the proxy: the store opens without a writing connection, every write fails (so
+    /// events queue, then are dropped and counted) and the file is reopened with a backoff
+    /// until it is writable (see [`sqlite_reopen`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let (conn, wal) = Self::connect(path.as_ref())?;
-        Self::setup(conn, wal.then(|| path.as_ref().to_path_buf()))
+        let path = path.as_ref();
+        match Self::connect(path)
+            .and_then(|(conn, wal)| Self::setup(conn, wal.then(|| path.to_path_buf())))
+        {
+            Ok(mut store) => {
+                store.path = Some(path.to_path_buf());
+                Ok(store)
+            }
+            Err(e) if sqlite_reopen::is_read_only_fault(&e) && path.is_file() => {
+                tracing::error!(path = %path.display(), error = %e,
+                    "the store's file cannot be written; serving without storing events until it can");
+                Self::read_only_stand_in(path)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A store whose writing connection is an empty in-memory database that refuses writes,
+    /// marked for reopening the real file. Reports read the file itself (and fail while it
+    /// cannot be opened).
+    fn read_only_stand_in(path: &Path) -> Result<Self, StoreError> {
+        let mut store = Self::setup(Connection::open_in_memory()?, Some(path.to_path_buf()))?;
+        store.lock().pragma_update(None, "query_only", true)?;
+        store.path = Some(path.to_path_buf());
+        store.reopen = Mutex::new(Reopen::new(true));
+        Ok(store)
     }
 
     /// Like [`SqliteStore::open`], but applies migrations only up to `version`: for tests of
@@ -350,15 +388,12 @@ impl SqliteStore {
         target: u32,
         reader_path: Option<PathBuf>,
     ) -> Result<Self, StoreError> {
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // A negative cache_size is in KiB rather than pages.
-        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        migrate(&mut conn, target)?;
+        configure(&mut conn, target, false)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            path: None,
+            reopen: Mutex::new(Reopen::new(false)),
+            sync_full: AtomicBool::new(false),
             reader_path,
             readers: Mutex::new(Vec::new()),
         })
@@ -369,6 +404,7 @@ impl SqliteStore {
     /// `store.durability: strict`, where a commit is a promise made to the visitor; group
     /// commit keeps the cost at one sync per batch.
     pub fn sync_every_commit(&self) -> Result<(), StoreError> {
+        self.sync_full.store(true, Ordering::Relaxed);
         self.lock().pragma_update(None, "synchronous", "FULL")?;
         Ok(())
     }
@@ -383,11 +419,63 @@ impl SqliteStore {
         MIGRATIONS.last().map_or(0, |(v, _)| *v)
     }
 
-    /// The writing connection.
+    /// The writing connection, reopened first if it cannot write and a reopen is due.
     pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves no half-done work: an open rusqlite
         // Transaction rolls back when dropped during unwinding, so the connection is usable.
-        lock_ignoring_poison(&self.conn)
+        let mut conn = lock_ignoring_poison(&self.conn);
+        self.recover(&mut conn);
+        conn
+    }
+
+    /// Whether the writing connection cannot write now (it is waiting to be reopened).
+    pub fn is_read_only(&self) -> bool {
+        lock_ignoring_poison(&self.reopen).is_stale()
+    }
+
+    /// Replaces a writing connection that cannot write (read-only, or the stand-in of
+    /// [`SqliteStore::open`]) by a new one on the file, if the backoff allows. A failed attempt
+    /// leaves the old connection, whose writes keep failing, and waits longer next time.
+    fn recover(&self, conn: &mut Connection) {
+        let Some(path) = &self.path else {
+            return; // in memory: nothing to reopen, and reopening would lose everything
+        };
+        let mut reopen = lock_ignoring_poison(&self.reopen);
+        if !reopen.is_stale() && conn.is_readonly(MAIN_DB).unwrap_or(false) {
+            tracing::warn!(path = %path.display(), "the store's writing connection is read-only");
+            reopen.mark_stale();
+        }
+        let now = Instant::now();
+        if !reopen.due(now) {
+            return;
+        }
+        match self.reopen_writer(path) {
+            Ok(fresh) => {
+                *conn = fresh;
+                reopen.succeeded();
+                tracing::info!(path = %path.display(), "the store's file is writable again");
+            }
+            Err(e) => {
+                let retry_in = reopen.failed(now);
+                tracing::warn!(path = %path.display(), error = %e, ?retry_in,
+                    "the store's file is still not writable");
+            }
+        }
+    }
+
+    /// A new writing connection on `path`, set up as at open (migrations included, in case
+    /// the store started before it could apply them); an error if it still cannot write.
+    fn reopen_writer(&self, path: &Path) -> Result<Connection, StoreError> {
+        let (mut conn, _wal) = Self::connect(path)?;
+        configure(
+            &mut conn,
+            Self::latest_schema_version(),
+            self.sync_full.load(Ordering::Relaxed),
+        )?;
+        if conn.is_readonly(MAIN_DB)? {
+            return Err(sqlite_reopen::still_read_only());
+        }
+        Ok(conn)
     }
 
     /// A connection for reports: an idle read-only one, a new one, or the writing connection
@@ -407,6 +495,18 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(ReadConn::Pooled(self, Some(conn)))
     }
+}
+
+/// The writing connection's settings, then the migrations up to `target`.
+fn configure(conn: &mut Connection, target: u32, sync_full: bool) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let sync = if sync_full { "FULL" } else { "NORMAL" };
+    conn.pragma_update(None, "synchronous", sync)?;
+    // A negative cache_size is in KiB rather than pages.
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    migrate(conn, target)
 }
 
 fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -706,10 +806,12 @@ impl Store for SqliteStore {
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        let one: Option<i64> = self
-            .lock()
-            .query_row("SELECT 1", [], |r| r.get(0))
-            .optional()?;
+        let conn = self.lock();
+        // The stand-in connection answers, but the store is not ready while it cannot write.
+        if self.is_read_only() {
+            return Err(sqlite_reopen::still_read_only());
+        }
+        let one: Option<i64> = conn.query_row("SELECT 1", [], |r| r.get(0)).optional()?;
         match one {
             Some(1) => Ok(()),
             _ => Err(StoreError::Unavailable("SELECT 1 returned no row".into())),
@@ -928,6 +1030,51 @@ mod tests {
         };
         assert_eq!(store.stats(&f).unwrap().visitors, 1);
         assert!(store.readers.lock().unwrap().is_empty());
+    }
+
+    /// A writing connection that cannot write (as one opened while the file was read-only
+    /// stays) is replaced by a new connection on the file at the next write, which succeeds.
+    #[test]
+    fn a_read_only_writing_connection_is_reopened() {
+        let dir = std::env::temp_dir().join(format!(
+            "smproxy-sqlite-reopen-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let path = dir.join("events.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.sync_every_commit().unwrap();
+        store.insert_batch(&[pageview(Some("v"), 1)]).unwrap();
+        let read_only = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY);
+        *lock_ignoring_poison(&store.conn) = read_only.unwrap();
+
+        store.insert_batch(&[pageview(Some("v"), 2)]).unwrap();
+        assert!(!store.is_read_only());
+        assert_eq!(store.count_events(None).unwrap(), 2);
+        // The reopened connection keeps the settings asked for before.
+        let sync: i64 = store
+            .lock()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous=FULL");
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_in_memory_store_is_never_reopened() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store.insert_batch(&[pageview(Some("v"), 1)]).unwrap();
+        store
+            .lock()
+            .pragma_update(None, "query_only", true)
+            .unwrap();
+        assert!(store.insert_batch(&[pageview(Some("v"), 2)]).is_err());
+        store
+            .lock()
+            .pragma_update(None, "query_only", false)
+            .unwrap();
+        assert_eq!(store.count_events(None).unwrap(), 1, "the same database");
     }
 
     #[test]
