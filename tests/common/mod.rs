@@ -146,7 +146,10 @@ pub fn free_addr() -> String {
             .local_addr()
             .unwrap();
         let mut seen = HANDED_OUT.lock().unwrap();
-        if seen.get_or_insert_with(Default::default).insert(addr.port()) {
+        if seen
+            .get_or_insert_with(Default::default)
+            .insert(addr.port())
+        {
             return addr.to_string();
         }
     }
