@@ -513,6 +513,9 @@ pub struct Injector {
     shared: Shared,
     opts: InjectorOptions,
     started: bool,
+    /// A first chunk of one byte that may begin a byte-order mark, held until the next byte
+    /// says whether it does: the answer must not depend on where the body was cut.
+    first_byte: Option<u8>,
     /// Bytes given to the current rewriter.
     fed: usize,
     /// Looking for the end of `</head>` to hand over to the fast path.
@@ -540,6 +543,7 @@ impl Injector {
             shared,
             opts,
             started: false,
+            first_byte: None,
             fed: 0,
             head_cut: None,
             since_sent: None,
@@ -556,9 +560,22 @@ impl Injector {
 
     /// Rewrites one chunk; returns what can be sent now (possibly empty).
     pub fn write(&mut self, chunk: Bytes) -> Bytes {
-        // The byte-order mark is in the first bytes of the (decoded) body, whichever chunk
-        // brings them.
-        if !self.started && !chunk.is_empty() {
+        // The byte-order mark is in the first bytes of the (decoded) body, whichever chunks
+        // bring them.
+        let chunk = if !self.started && !chunk.is_empty() {
+            let chunk = match self.first_byte.take() {
+                Some(b) => {
+                    let mut joined = BytesMut::with_capacity(1 + chunk.len());
+                    joined.extend_from_slice(&[b]);
+                    joined.extend_from_slice(&chunk);
+                    joined.freeze()
+                }
+                None => chunk,
+            };
+            if let [b @ (0xFF | 0xFE)] = chunk[..] {
+                self.first_byte = Some(b);
+                return Bytes::new();
+            }
             self.started = true;
             if has_utf16_bom(&chunk) {
                 self.mode = Mode::Pass;
@@ -566,7 +583,10 @@ impl Injector {
                 lock(&self.shared).outcome.unsupported_charset = true;
                 return chunk;
             }
-        }
+            chunk
+        } else {
+            chunk
+        };
         if let Some(raw) = self.since_sent.as_mut() {
             raw.push(chunk.clone());
         }
@@ -589,6 +609,23 @@ impl Injector {
 
     /// Ends the document (runs the document-end fallback); returns the last bytes to send.
     pub fn finish(&mut self) -> Bytes {
+        if let Some(b) = self.first_byte.take() {
+            // A one-byte body: not a byte-order mark after all.
+            self.started = true;
+            let first = self.write(Bytes::copy_from_slice(&[b]));
+            let rest = self.finish_document();
+            if first.is_empty() {
+                return rest;
+            }
+            let mut joined = BytesMut::with_capacity(first.len() + rest.len());
+            joined.extend_from_slice(&first);
+            joined.extend_from_slice(&rest);
+            return joined.freeze();
+        }
+        self.finish_document()
+    }
+
+    fn finish_document(&mut self) -> Bytes {
         match std::mem::replace(&mut self.mode, Mode::Pass) {
             Mode::Tail(mut tail) => tail.finish(),
             Mode::Parse(rw) => {
@@ -1026,6 +1063,28 @@ mod tests {
         let (out, oc) = rewrite_all(opts(Position::HeadEnd, Duplicates::Remove), input, 3);
         assert_eq!(out, input);
         assert!(oc.unsupported_charset);
+    }
+
+    #[test]
+    fn a_byte_order_mark_split_across_chunks_is_still_seen() {
+        let input = b"\xff\xfe<html><head></head><body></body></html>";
+        for cut in 1..4 {
+            let (out, oc) = rewrite_all(opts(Position::HeadEnd, Duplicates::Remove), input, cut);
+            assert_eq!(out, input, "cut every {cut} bytes");
+            assert!(oc.unsupported_charset, "cut every {cut} bytes");
+        }
+        // A lone first byte that could begin a mark but does not: rewritten as usual.
+        let input = b"\xfe<html><head></head></html>";
+        let (out, oc) = rewrite_all(opts(Position::HeadEnd, Duplicates::Remove), input, 1);
+        assert!(!oc.unsupported_charset);
+        assert_eq!(oc.injected, Some(Anchor::HeadEnd));
+        assert_eq!(out.len(), input.len() + SNIP.len());
+        let mut whole = Injector::new(opts(Position::HeadEnd, Duplicates::Remove));
+        let mut expected = whole.write(Bytes::from_static(b"\xff")).to_vec();
+        expected.extend_from_slice(&whole.finish());
+        let (out, oc) = rewrite_all(opts(Position::HeadEnd, Duplicates::Remove), b"\xff", 1);
+        assert_eq!(out, expected);
+        assert!(!oc.unsupported_charset);
     }
 
     #[test]
