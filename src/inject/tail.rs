@@ -38,17 +38,61 @@ pub const KEEP_LIMIT: usize = 1024 * 1024;
 static SMID: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"_smid"));
 static SMOBJ: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"SalesmanagoObject"));
-static OPEN_S: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"<s"));
-static OPEN_UPPER_S: LazyLock<memmem::Finder<'static>> =
-    LazyLock::new(|| memmem::Finder::new(b"<S"));
+
+/// What one pass over a chunk looks for: the text markers, and the first three bytes of
+/// `<script` in every case (`<sc`, rare outside script tags, unlike `<s`); the pattern's index
+/// in [`PATTERNS`] tells which.
+const PATTERNS: [&[u8]; 6] = [
+    b"_smid",
+    b"SalesmanagoObject",
+    b"<sc",
+    b"<sC",
+    b"<Sc",
+    b"<SC",
+];
+/// The patterns from this index on start a possible script start tag.
+const FIRST_OPEN: usize = 2;
+
+/// One search for all [`PATTERNS`]: SIMD (Teddy) where the CPU has it, an automaton elsewhere.
+/// None of the patterns can overlap another, so non-overlapping matches miss none.
+enum Patterns {
+    Packed(aho_corasick::packed::Searcher),
+    Automaton(aho_corasick::AhoCorasick),
+}
+
+impl Patterns {
+    fn new() -> Self {
+        match aho_corasick::packed::Searcher::new(PATTERNS) {
+            Some(s) => Patterns::Packed(s),
+            None => Patterns::Automaton(
+                aho_corasick::AhoCorasick::new(PATTERNS).expect("valid patterns"),
+            ),
+        }
+    }
+
+    /// Every match in `s`: (start, pattern index).
+    fn each(&self, s: &[u8], mut f: impl FnMut(usize, usize)) {
+        match self {
+            Patterns::Packed(p) => p
+                .find_iter(s)
+                .for_each(|m| f(m.start(), m.pattern().as_usize())),
+            Patterns::Automaton(a) => a
+                .find_iter(s)
+                .for_each(|m| f(m.start(), m.pattern().as_usize())),
+        }
+    }
+}
+
+static SEARCH: LazyLock<Patterns> = LazyLock::new(Patterns::new);
+
 /// Compared without regard to case, as `is_code_src` does.
 const STATIC_SM: &[u8] = b"/static/sm.js";
 /// Where the `.` is in [`STATIC_SM`].
 const STATIC_SM_DOT: usize = 10;
 
-/// Finds the markers of script text (`_smid`, `SalesmanagoObject`) anywhere in a stream of
-/// chunks, including one split between two. (Those of a `src`, which only count in a script
-/// start tag, are looked for in the tags: see [`Scripts`].)
+/// Finds the markers of script text (`_smid`, `SalesmanagoObject`) split between two chunks;
+/// those inside one chunk are found by [`Scripts::scan`]'s single pass. (Those of a `src`,
+/// which only count in a script start tag, are looked for in the tags.)
 #[derive(Default)]
 pub struct TextMarkers {
     carry: Vec<u8>,
@@ -57,11 +101,16 @@ pub struct TextMarkers {
 /// Bytes kept from the end of one chunk to find a text marker split between two.
 const TEXT_CARRY: usize = b"SalesmanagoObject".len() - 1;
 
+fn names_text_marker(s: &[u8]) -> bool {
+    SMID.find(s).is_some() || SMOBJ.find(s).is_some()
+}
+
 impl TextMarkers {
-    /// Whether `chunk`, or the end of the previous chunks joined to it, names a marker.
-    pub fn found(&mut self, chunk: &[u8]) -> bool {
-        let text = |s: &[u8]| SMID.find(s).is_some() || SMOBJ.find(s).is_some();
-        seam_and_chunk(&mut self.carry, TEXT_CARRY, chunk, text)
+    /// Whether the end of the previous chunks joined to the start of `chunk` names a marker.
+    pub fn in_seam(&mut self, chunk: &[u8]) -> bool {
+        let found = seam(&mut self.carry, TEXT_CARRY, chunk, names_text_marker);
+        keep_end(&mut self.carry, TEXT_CARRY, chunk);
+        found
     }
 }
 
@@ -74,6 +123,13 @@ fn seam_and_chunk(
     find: impl Fn(&[u8]) -> bool,
 ) -> bool {
     let found = seam(carry, keep, chunk, &find) || find(chunk);
+    keep_end(carry, keep, chunk);
+    found
+}
+
+/// Keeps the stream's last `keep` bytes in `carry`, which held those before `chunk` (and
+/// maybe the seam's bytes of `chunk` after them).
+fn keep_end(carry: &mut Vec<u8>, keep: usize, chunk: &[u8]) {
     if chunk.len() >= keep {
         carry.clear();
         carry.extend_from_slice(&chunk[chunk.len() - keep..]);
@@ -84,7 +140,6 @@ fn seam_and_chunk(
         let excess = carry.len().saturating_sub(keep);
         carry.drain(..excess);
     }
-    found
 }
 
 /// Runs `find` on the last `keep` bytes before `chunk` (in `carry`) joined to its first.
@@ -301,8 +356,8 @@ impl Scripts {
         }
     }
 
-    /// Scans `chunk`, which starts at stream offset `at`: `Err` when a script start tag names
-    /// a `src` marker, else the offset from which bytes must be held back, if any.
+    /// Scans `chunk`, which starts at stream offset `at`: `Err` when it names a text marker or
+    /// a script start tag names a `src` marker, else the offset from which bytes must be held back, if any.
     pub fn scan(&mut self, chunk: &[u8], at: usize) -> Result<Option<usize>, ()> {
         let mut marker = false;
         let src = &self.src;
@@ -314,20 +369,28 @@ impl Scripts {
                 false
             }
         });
-        // `<s` and `<S`, then the rest of `script` byte by byte; a `<` at the very end may
-        // begin one too.
-        let starts = OPEN_S
-            .find_iter(chunk)
-            .chain(OPEN_UPPER_S.find_iter(chunk))
-            .map(|i| (i, 2))
-            .chain((chunk.last() == Some(&b'<')).then(|| (chunk.len() - 1, 1)));
-        for (i, matched) in starts {
+        // One pass for the text markers and `<sc` in any case (then the rest of `script`
+        // byte by byte); a `<`, or `<s`, at the very end may begin a start tag too.
+        let open = &mut self.open;
+        let mut start = |i: usize, matched: usize| {
             let mut c = Candidate::new(at + i, matched);
             match c.advance(&chunk[i + matched..], at + i + matched, src) {
-                Step::Done => {}
-                Step::Hold => self.open.push(c),
-                Step::Marker => marker = true,
+                Step::Done => false,
+                Step::Hold => {
+                    open.push(c);
+                    false
+                }
+                Step::Marker => true,
             }
+        };
+        SEARCH.each(chunk, |i, pattern| {
+            marker |= pattern < FIRST_OPEN || start(i, 3);
+        });
+        let n = chunk.len();
+        if chunk.last() == Some(&b'<') {
+            marker |= start(n - 1, 1);
+        } else if n >= 2 && chunk[n - 2] == b'<' && chunk[n - 1].eq_ignore_ascii_case(&b's') {
+            marker |= start(n - 2, 2);
         }
         if marker {
             return Err(());
@@ -375,7 +438,7 @@ impl Tail {
         if chunk.is_empty() {
             return Ok(chunk);
         }
-        let hold = if self.markers.found(&chunk) || self.kept_len + chunk.len() > self.limit {
+        let hold = if self.markers.in_seam(&chunk) || self.kept_len + chunk.len() > self.limit {
             Err(())
         } else {
             self.scripts.scan(&chunk, self.kept_len)
@@ -527,6 +590,34 @@ mod tests {
             assert_eq!(second, expected_hold(input), "cut {cut}");
         }
         assert_eq!(expected_hold(input), Some(input.len() - 8));
+    }
+
+    #[test]
+    fn the_single_pass_finds_script_tags_in_any_case_and_markers_not_near_misses() {
+        // Start tags in mixed case, cut everywhere: held like the lowercase one.
+        for tag in ["<script>", "<SCRIPT>", "<sCrIpT>", "<Script >", "<scRIPT/>"] {
+            let input = format!("<p>a</p>{tag}var a;");
+            let input = input.as_bytes();
+            for cut in 0..=input.len() {
+                let mut s = Scripts::new("/_sm/sm.js");
+                s.scan(&input[..cut], 0).unwrap();
+                assert_eq!(s.scan(&input[cut..], cut), Ok(Some(8)), "{tag} cut {cut}");
+            }
+        }
+        // Near misses of both kinds of marker: not held, no restart.
+        for input in [
+            "<sc><Sc x><SC>_smi d SalesmanagoObjec _SMID salesmanagoObject",
+            "<style>a</style><span><section><svg><scrip><scriptx>",
+        ] {
+            let mut t = Tail::new("/_sm/sm.js", 1 << 20);
+            let out = t.write(Bytes::copy_from_slice(input.as_bytes())).unwrap();
+            assert_eq!(&out[..], input.as_bytes());
+        }
+        // Markers right at a chunk's start and end, and several in one chunk.
+        for input in ["_smid<p>", "<p>_smid", "SalesmanagoObject", "<sc _smid <SC"] {
+            let mut s = Scripts::new("/_sm/sm.js");
+            assert_eq!(s.scan(input.as_bytes(), 0), Err(()), "{input}");
+        }
     }
 
     #[test]
