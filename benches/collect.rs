@@ -3,7 +3,15 @@
 //! - `issue_client` / `verify_client`: signing and verifying the `smclient` cookie, which a
 //!   page view reads and, for a new visitor, writes.
 //!
-//! Results are operations per second. Run with `cargo bench --bench collect`.
+//! - `store`: the event writer's side of a beacon: one batch of 500 first-visit page views
+//!   (the beacon workload of `benches/load.sh`) written by `SqliteStore::insert_batch` into a
+//!   real file that already holds 100,000 such events, with the visitor and cross-site ids
+//!   made as the proxy makes them (time-ordered) and, for comparison, as random UUID v4s.
+//!   Random ids land on a different page of each id index for every event; that is what the
+//!   time-ordered ids save.
+//!
+//! Results are operations (for `store`: events) per second. Run with
+//! `cargo bench --bench collect`.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -12,7 +20,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use smproxy::collect::beacon::parse_body;
 use smproxy::config::Secret;
 use smproxy::identity::keys::Keys;
+use smproxy::identity::time_ordered_uuid;
 use smproxy::identity::token::{issue_client, verify_client};
+use smproxy::store::{Event, EventKind, SqliteStore, Store};
 use uuid::Uuid;
 
 /// A page view as the tracker builds it (url, referrer, title, screen, hosts, lang).
@@ -53,5 +63,81 @@ fn collect(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, collect);
+/// Makes a visitor or cross-site id.
+type NewId = fn() -> Uuid;
+
+/// Events per written batch (the writer's `batch_size` under load).
+const BATCH: usize = 500;
+
+/// Events in the file before measuring: enough that the id indexes are far larger than the
+/// pages one batch touches.
+const PREFILL: usize = 100_000;
+
+/// A first-visit page view as the collector builds it for the load benchmark's beacon.
+fn first_visit(ts_ms: i64, new_id: NewId) -> Event {
+    let mut e = Event::new(
+        EventKind::Pageview,
+        ts_ms,
+        "bench",
+        "http://127.0.0.1/p/page.html",
+        "/p/page.html",
+    );
+    e.visitor_id = Some(new_id().hyphenated().to_string());
+    e.smids = Some(new_id().hyphenated().to_string());
+    e.title = Some("A page".into());
+    e.screen = Some("1920x1080".into());
+    e.language = Some("en-GB".into());
+    e.user_agent = Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36".into());
+    e.browser = Some("Chrome".into());
+    e.os = Some("Linux".into());
+    e.device = Some("pc".into());
+    e.ip_truncated = Some("127.0.0.0".into());
+    e
+}
+
+fn batch(first_ts: &mut i64, new_id: NewId) -> Vec<Event> {
+    (0..BATCH)
+        .map(|_| {
+            *first_ts += 1;
+            first_visit(*first_ts, new_id)
+        })
+        .collect()
+}
+
+fn store(c: &mut Criterion) {
+    let mut group = c.benchmark_group("store");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Elements(BATCH as u64));
+    let ids: [(&str, NewId); 2] = [
+        ("time_ordered_ids", time_ordered_uuid),
+        ("random_v4_ids", Uuid::new_v4),
+    ];
+    for (name, new_id) in ids {
+        let dir =
+            std::env::temp_dir().join(format!("smproxy-bench-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = SqliteStore::open(dir.join("events.db")).expect("a store in the temp dir");
+        let mut ts = 1_790_000_000_000_i64;
+        for _ in 0..PREFILL / BATCH {
+            store
+                .insert_batch(&batch(&mut ts, new_id))
+                .expect("prefill");
+        }
+        group.bench_function(format!("insert_batch_500_first_visits_{name}"), |b| {
+            b.iter_batched(
+                || batch(&mut ts, new_id),
+                |events| store.insert_batch(&events).expect("insert"),
+                criterion::BatchSize::PerIteration,
+            )
+        });
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, collect, store);
 criterion_main!(benches);

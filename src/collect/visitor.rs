@@ -176,7 +176,7 @@ impl Identities {
         }
         let fresh_ids = v.ids.is_none();
         if fresh_ids {
-            v.ids = Some((Uuid::new_v4(), v.contact));
+            v.ids = Some((identity::time_ordered_uuid(), v.contact));
         }
         if fresh_ids || roll || v.rejected > 0 {
             out.extend(self.ids_cookie(v, &attrs, now));
@@ -202,7 +202,7 @@ impl Identities {
     ) -> Vec<String> {
         let attrs = self.attrs(host, https);
         v.contact = Some(contact);
-        let ids = v.ids.map_or_else(Uuid::new_v4, |(id, _)| id);
+        let ids = v.ids.map_or_else(identity::time_ordered_uuid, |(id, _)| id);
         v.ids = Some((ids, Some(contact)));
         let mut out = Vec::new();
         out.extend(self.client_cookie(contact, &attrs, now));

@@ -121,7 +121,8 @@ pub trait Store: Send + Sync {
     /// - otherwise the event continues the visitor's current session unless the visitor has
     ///   none yet or the event is more than [`SESSION_IDLE_MS`] after the visitor's latest
     ///   event (`ts_ms - last > SESSION_IDLE_MS`); then it starts a new session with a fresh
-    ///   random id (a UUID v4 string). The visitor's latest time becomes `max(last, ts_ms)`, so
+    ///   id (a UUID string in the time-ordered v7 layout, see
+    ///   [`crate::identity::time_ordered_uuid`]). The visitor's latest time becomes `max(last, ts_ms)`, so
     ///   a late event older than the latest one joins the current session;
     /// - within one batch, each visitor's events are assigned in `ts_ms` order (a stable sort,
     ///   so equal times keep batch order), not in batch order: beacons from several tabs or

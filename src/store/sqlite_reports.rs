@@ -166,7 +166,8 @@ fn breakdown_sql(d: Dimension, scope: &str) -> String {
                 "DESC"
             };
             // Ties in time are broken by insertion order (`id`). The unary `+` keeps SQLite
-            // from walking all of `events_session` for its order instead of the period.
+            // from walking a whole index on `session_id` for its order instead of the period
+            // (files that have not had migration 5 yet still have `events_session`).
             format!(
                 "WITH pv AS (
                      SELECT visitor_id, path,
