@@ -10,7 +10,7 @@
 
 use super::domain::registrable_domain;
 
-/// The anonymous visitor id cookie (a time-ordered UUID, set only when consent allows).
+/// The anonymous visitor id cookie (UUID v4, set only when consent allows).
 pub const SMUUID: &str = "smuuid";
 /// The identified contact cookie (signed).
 pub const SMCLIENT: &str = "smclient";
