@@ -32,6 +32,8 @@
 #                                                 # median rotation c1000 hold beacon)
 #   SMPROXY_BIN_BASE=path bash benches/load.sh    # also measure that binary as smproxy-base,
 #                                                 # in the same run (A/B of a change)
+#   BASE_INJECT=false ...                         # smproxy-base with injection off (A/B of the
+#                                                 # passthrough path, against smproxy-pass)
 set -euo pipefail
 
 DURATION=${DURATION:-10}   # seconds per measured wrk run
@@ -53,7 +55,7 @@ helpers=$here/load
 results_dir=$here/results
 # The command as typed, with the settings that were given in the environment.
 command_line="bash benches/load.sh"
-for v in SMPROXY_BIN SMPROXY_BIN_BASE WORKLOADS CARGO_TARGET_DIR SMPROXY_CORPUS WARMUP MEM_CONNS CONNS DURATION REPEATS; do
+for v in SMPROXY_BIN SMPROXY_BIN_BASE BASE_INJECT WORKLOADS CARGO_TARGET_DIR SMPROXY_CORPUS WARMUP MEM_CONNS CONNS DURATION REPEATS; do
     if [ -n "${!v+x}" ]; then command_line="$v=${!v} $command_line"; fi
 done
 
@@ -280,7 +282,7 @@ start_server() {
         nginx-subfilter) start_nginx nginx-subfilter "$SUT_CPU" subfilter ;;
         smproxy-pass)    start_smproxy smproxy-pass "$SUT_CPU" false ;;
         smproxy-inject)  start_smproxy smproxy-inject "$SUT_CPU" true ;;
-        smproxy-base)    start_smproxy smproxy-base "$SUT_CPU" true "$tmp/smproxy-base-bin" ;;
+        smproxy-base)    start_smproxy smproxy-base "$SUT_CPU" "${BASE_INJECT:-true}" "$tmp/smproxy-base-bin" ;;
         *) die "unknown server $1" ;;
     esac
 }

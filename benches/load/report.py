@@ -15,7 +15,8 @@ SERVERS = [
     ("smproxy-pass", "(4) smproxy, inject disabled"),
     ("smproxy-inject", "(5) smproxy, injecting"),
     # SMPROXY_BIN_BASE: another smproxy binary in the same run, for an A/B of a change.
-    ("smproxy-base", "(6) smproxy-base (SMPROXY_BIN_BASE), injecting"),
+    # Injecting, or not with BASE_INJECT=false.
+    ("smproxy-base", "(6) smproxy-base (SMPROXY_BIN_BASE)"),
 ]
 WORKLOADS = [
     ("median", "median page"),
@@ -109,7 +110,11 @@ def main():
         ("req/s: smproxy inject ÷ smproxy passthrough", "smproxy-inject", "smproxy-pass", "rps"),
         ("req/s: smproxy passthrough ÷ nginx proxy_pass", "smproxy-pass", "nginx-proxy", "rps"),
         ("p99: smproxy inject ÷ nginx sub_filter", "smproxy-inject", "nginx-subfilter", "p99_us"),
-    ]:
+    ] + ([] if not runs_of("smproxy-base", WORKLOADS[0][0]) else [
+        # A/B of two builds: against the passthrough or the injecting row (BASE_INJECT).
+        ("CPU µs/req: smproxy-base ÷ smproxy passthrough", "smproxy-base", "smproxy-pass", "cpu_us_per_req"),
+        ("CPU µs/req: smproxy-base ÷ smproxy inject", "smproxy-base", "smproxy-inject", "cpu_us_per_req"),
+    ]):
         cells = [f"{ratio(m(a, wl, key), m(b, wl, key)):.2f}×" for wl, _ in WORKLOADS]
         w(f"| {label} | " + " | ".join(cells) + " |")
     if runs_of("smproxy-inject", "beacon") and runs_of("nginx-subfilter", "beacon"):
