@@ -8,10 +8,10 @@
 //! them is text), which ends at the first `</name` followed by a space, `/` or `>`. It gives up
 //! on anything it does not follow the way lol_html does, and on anything that could make the
 //! page's outcome other than "snippet before `</head>`": a marker of a code in a script's start
-//! tag or text, a script that escapes into `<!--`, SVG or MathML, `<plaintext>`, a second
-//! `<head>`, `<body>`, `</html>`, an end tag `</head ...>` with more than its name, a head
-//! longer than the limit. The injector then parses the held bytes with lol_html as before, so
-//! giving up costs time, never bytes.
+//! tag or text, a script that may escape twice (`<!--` then `<script`), SVG or MathML,
+//! `<plaintext>`, a second `<head>`, `<body>`, `</html>`, an end tag `</head ...>` with more
+//! than its name, a head longer than the limit. The injector then parses the held bytes with
+//! lol_html as before, so giving up costs time, never bytes.
 
 use memchr::memmem;
 use std::sync::LazyLock;
@@ -85,6 +85,20 @@ fn text_end(b: &[u8], from: usize, name: &[u8]) -> Result<usize, ()> {
         i = at + 2;
     }
     Err(())
+}
+
+/// Whether script text may enter the tokenizer's double-escaped state, where `</script>`
+/// does not end it: a `<script` after a `<!--`. Without one, a `<!--` (escaped state) does
+/// not move the end of the text.
+fn escapes_twice(text: &[u8]) -> bool {
+    let Some(from) = SCRIPT_ESCAPE.find(text) else {
+        return false;
+    };
+    memchr::memchr_iter(b'<', &text[from..]).any(|i| {
+        text[from + i..]
+            .get(..7)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"<script"))
+    })
 }
 
 /// How the text of an element is tokenized (lol_html's tree builder simulation).
@@ -253,7 +267,7 @@ impl HeadScan {
                 }
                 let close = text_end(b, end, b"script")?;
                 let text = &b[end..close];
-                if SCRIPT_ESCAPE.find(text).is_some() || detect::mentions_marker(text) {
+                if escapes_twice(text) || detect::mentions_marker(text) {
                     return Ok(Step::GiveUp);
                 }
                 Ok(Step::Next(close))
@@ -327,6 +341,8 @@ mod tests {
             "<head><?php </head> ?><!x </head>></head>",
             "<head><link rel=x/><p>a < b</p></head>",
             "<head><script>a</script\n></head>",
+            "<head><script><!-- x = '</head>'; //--></script></head>",
+            "<head><script><!-- <scrip></script><script>--><script></script></head>",
             "\u{feff}<head></head>",
         ];
         for doc in cases {
@@ -344,6 +360,7 @@ mod tests {
             "<head><script src='https://x/STATIC/SM.JS'></script></head>",
             "<head><script src=/_sm/sm.js async></script></head>",
             "<head><script><!-- <script></script> --></script></head>",
+            "<head><script><!-- a <SCRIPT>b</script></head>",
             "<head><svg></svg></head>",
             "<head><math></math></head>",
             "<head><plaintext></head>",
