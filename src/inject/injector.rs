@@ -27,6 +27,7 @@ use lol_html::{bail_out, end, end_tag, MemorySettings, OutputSink, Selector};
 
 use super::charset::{has_utf16_bom, rewriting_encoding, Charset};
 use super::detect::{self, TextScanner};
+use super::head::{HeadScan, Scan};
 use super::tail::{Kept, Tail};
 use crate::config::{Duplicates, Position};
 
@@ -490,12 +491,29 @@ impl HeadCut {
 }
 
 enum Mode {
+    /// Before `</head>`, with the head scan (see [`super::head`]): bytes are held until it
+    /// finds the end tag or gives up.
+    Head(Box<HeadHeld>),
     /// lol_html parses every byte.
     Parse(Box<HtmlRewriter<'static, Sink>>),
     /// After `</head>`: bytes pass through until a marker appears.
     Tail(Box<Tail>),
     /// Nothing more to do: the rest passes through unchanged.
     Pass,
+}
+
+/// The most head bytes held for the head scan: past this the head is parsed (lol_html's
+/// memory limit may make this lower, so that the parser could never have failed on them).
+const HEAD_LIMIT: usize = 64 * 1024;
+
+/// The most chunks the head scan reads again its unfinished part of.
+const HEAD_CHUNKS: usize = 64;
+
+struct HeadHeld {
+    scan: HeadScan,
+    held: BytesMut,
+    chunks: usize,
+    limit: usize,
 }
 
 /// What the end of `</head>` means for the fast path.
@@ -551,11 +569,87 @@ impl Injector {
         if inj.opts.charset == Charset::Unsupported {
             lock(&inj.shared).outcome.unsupported_charset = true;
             inj.started = true;
+        } else if fast && inj.opts.position == Position::HeadEnd {
+            inj.mode = Mode::Head(Box::new(HeadHeld {
+                scan: HeadScan::new(&inj.opts.tracker_path),
+                held: BytesMut::new(),
+                chunks: 0,
+                limit: HEAD_LIMIT.min(inj.opts.max_buffer_bytes / 8),
+            }));
         } else {
             inj.mode = Mode::Parse(Box::new(rewriter(&inj.opts, &inj.shared)));
             inj.head_cut = fast.then(HeadCut::default);
         }
         inj
+    }
+
+    /// Takes one chunk while the head scan runs.
+    fn head_write(&mut self, chunk: Bytes) -> Bytes {
+        let Mode::Head(h) = &mut self.mode else {
+            return chunk;
+        };
+        h.chunks += 1;
+        let scan = if h.held.is_empty() {
+            h.scan.scan(&chunk)
+        } else {
+            h.held.extend_from_slice(&chunk);
+            h.scan.scan(&h.held)
+        };
+        if scan == Scan::More {
+            let len = if h.held.is_empty() {
+                chunk.len()
+            } else {
+                h.held.len()
+            };
+            if len <= h.limit && h.chunks < HEAD_CHUNKS {
+                if h.held.is_empty() {
+                    h.held.extend_from_slice(&chunk);
+                }
+                return Bytes::new();
+            }
+        }
+        let all = if h.held.is_empty() {
+            chunk
+        } else {
+            h.held.split().freeze()
+        };
+        match scan {
+            Scan::HeadEnd(at) => self.head_found(all, at),
+            Scan::More | Scan::GiveUp => self.parse_head(all),
+        }
+    }
+
+    /// The head scan found `</head>` at `all[at..]`: the snippet goes before it and the fast
+    /// path takes the rest, as after a parsed head.
+    fn head_found(&mut self, all: Bytes, at: usize) -> Bytes {
+        let end = at + b"</head>".len();
+        let snippet = self.opts.snippet.as_bytes();
+        let mut head = BytesMut::with_capacity(end + snippet.len());
+        head.extend_from_slice(&all[..at]);
+        head.extend_from_slice(snippet);
+        head.extend_from_slice(&all[at..end]);
+        lock(&self.shared).injected(Anchor::HeadEnd);
+        let mut tail = Box::new(Tail::new(
+            &self.opts.tracker_path,
+            self.opts.max_buffer_bytes,
+        ));
+        let rest = tail.write(all.slice(end..));
+        self.mode = Mode::Tail(tail);
+        let rest = match rest {
+            Ok(out) => out,
+            Err(kept) => self.restart(kept),
+        };
+        join(head.freeze(), rest)
+    }
+
+    /// The head scan gave up: lol_html parses the page from its first byte, as without it.
+    fn parse_head(&mut self, all: Bytes) -> Bytes {
+        self.mode = Mode::Parse(Box::new(rewriter(&self.opts, &self.shared)));
+        self.head_cut = Some(HeadCut::default());
+        match self.parse(&all) {
+            None => self.take_output(false),
+            Some(at) => self.hand_over(&all, at),
+        }
     }
 
     /// Rewrites one chunk; returns what can be sent now (possibly empty).
@@ -600,6 +694,7 @@ impl Injector {
                 Ok(out) => out,
                 Err(kept) => self.restart(kept),
             },
+            Mode::Head(_) => self.head_write(chunk),
             Mode::Parse(_) => match self.parse(&chunk) {
                 None => self.take_output(false),
                 Some(at) => self.hand_over(&chunk, at),
@@ -627,6 +722,12 @@ impl Injector {
 
     fn finish_document(&mut self) -> Bytes {
         match std::mem::replace(&mut self.mode, Mode::Pass) {
+            Mode::Head(mut h) => {
+                // The document ended before the scan could tell: parse what was held.
+                let held = self.parse_head(h.held.split().freeze());
+                let rest = self.finish_document();
+                join(held, rest)
+            }
             Mode::Tail(mut tail) => tail.finish(),
             Mode::Parse(rw) => {
                 if let Err(e) = rw.end() {

@@ -6,6 +6,7 @@ pub mod charset;
 pub mod csp;
 pub mod decide;
 pub mod detect;
+mod head;
 pub mod injector;
 mod tail;
 

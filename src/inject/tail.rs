@@ -152,13 +152,13 @@ fn seam(carry: &mut Vec<u8>, keep: usize, chunk: &[u8], find: impl Fn(&[u8]) -> 
 }
 
 /// The markers of a script `src`: `/static/sm.js` (any case) and the tracker path.
-struct SrcMarkers {
+pub(super) struct SrcMarkers {
     tracker: memmem::Finder<'static>,
     keep: usize,
 }
 
 impl SrcMarkers {
-    fn new(tracker_path: &str) -> Self {
+    pub(super) fn new(tracker_path: &str) -> Self {
         SrcMarkers {
             tracker: memmem::Finder::new(tracker_path.as_bytes()).into_owned(),
             keep: tracker_path.len().max(STATIC_SM.len()) - 1,
@@ -166,7 +166,7 @@ impl SrcMarkers {
     }
 
     /// Whether `s` (a start tag, short) names a marker.
-    fn in_slice(&self, s: &[u8]) -> bool {
+    pub(super) fn in_slice(&self, s: &[u8]) -> bool {
         self.tracker.find(s).is_some()
             || memchr::memchr_iter(b'.', s).any(|i| {
                 i >= STATIC_SM_DOT
@@ -183,7 +183,7 @@ fn is_space(b: u8) -> bool {
 /// The tokenizer's states inside a start tag, after its name (lol_html's, which differ from
 /// the standard's only in ways that do not move the end of the tag).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Attr {
+pub(super) enum Attr {
     BeforeName,
     Name,
     AfterName,
@@ -196,7 +196,7 @@ enum Attr {
 
 impl Attr {
     /// Runs over `s`; returns the index just past the `>` that ends the tag, if it is in `s`.
-    fn run(&mut self, s: &[u8]) -> Option<usize> {
+    pub(super) fn run(&mut self, s: &[u8]) -> Option<usize> {
         let mut i = 0;
         while i < s.len() {
             if let Attr::DoubleQuoted | Attr::SingleQuoted = *self {

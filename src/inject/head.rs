@@ -1,0 +1,418 @@
+//! The head of a page without lol_html: finds its `</head>` end tag with a byte scan, for the
+//! usual page whose head holds no monitoring code, so the snippet can go in and the fast path
+//! of [`super::tail`] take over without parsing the head at all.
+//!
+//! The scan follows the tokenizer only as far as it needs to know that a `</head>` is a real
+//! end tag: tags (quoted attribute values can hold a `>`), comments, doctypes, and the text of
+//! `script`, `style`, `title` and the other elements whose text is not markup (a `</head>` in
+//! them is text), which ends at the first `</name` followed by a space, `/` or `>`. It gives up
+//! on anything it does not follow the way lol_html does, and on anything that could make the
+//! page's outcome other than "snippet before `</head>`": a marker of a code in a script's start
+//! tag or text, a script that may escape twice (`<!--` then `<script`), SVG or MathML,
+//! `<plaintext>`, a second `<head>`, `<body>`, `</html>`, an end tag `</head ...>` with more
+//! than its name, a head longer than the limit. The injector then parses the held bytes with
+//! lol_html as before, so giving up costs time, never bytes.
+
+use memchr::memmem;
+use std::sync::LazyLock;
+
+use super::detect;
+use super::tail::{Attr, SrcMarkers};
+
+/// What the scan knows after the bytes seen so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// The `</head>` end tag starts at this offset: the snippet goes right before it, and
+    /// the page after its `>` is in the data state with no script open.
+    HeadEnd(usize),
+    /// Not decided: more bytes are needed.
+    More,
+    /// The head must be parsed.
+    GiveUp,
+}
+
+/// A resumable scan of a document's first bytes; call [`HeadScan::scan`] with all bytes seen
+/// so far each time more arrive.
+pub struct HeadScan {
+    src: SrcMarkers,
+    /// Where the first construct not yet complete starts.
+    pos: usize,
+    head_open: bool,
+    head_seen: bool,
+}
+
+static COMMENT_END: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"-->"));
+static COMMENT_BANG_END: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"--!>"));
+static SCRIPT_ESCAPE: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"<!--"));
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t' | b'\x0C')
+}
+
+/// Where the tag name starting at `b[from]` ends (at a space, `/` or `>`), if it does in `b`.
+fn name_end(b: &[u8], from: usize) -> Option<usize> {
+    b[from..]
+        .iter()
+        .position(|&c| is_space(c) || c == b'/' || c == b'>')
+        .map(|n| from + n)
+}
+
+/// The start of the first `</name` (any case) in `b[from..]` followed by a space, `/` or `>`:
+/// where the text of a `name` element ends. `Err` when `b` ends before it can be told.
+fn text_end(b: &[u8], from: usize, name: &[u8]) -> Result<usize, ()> {
+    let mut i = from;
+    while let Some(n) = memchr::memmem::find(&b[i..], b"</") {
+        let at = i + n;
+        let name_at = at + 2;
+        let after = name_at + name.len();
+        if b.len() < after + 1 {
+            // `</scr` at the end: cannot tell yet.
+            if b[name_at..].eq_ignore_ascii_case(&name[..b.len() - name_at]) {
+                return Err(());
+            }
+            i = at + 2;
+            continue;
+        }
+        if b[name_at..after].eq_ignore_ascii_case(name) {
+            let c = b[after];
+            if is_space(c) || c == b'/' || c == b'>' {
+                return Ok(at);
+            }
+        }
+        i = at + 2;
+    }
+    Err(())
+}
+
+/// Whether script text may enter the tokenizer's double-escaped state, where `</script>`
+/// does not end it: a `<script` after a `<!--`. Without one, a `<!--` (escaped state) does
+/// not move the end of the text.
+fn escapes_twice(text: &[u8]) -> bool {
+    let Some(from) = SCRIPT_ESCAPE.find(text) else {
+        return false;
+    };
+    memchr::memchr_iter(b'<', &text[from..]).any(|i| {
+        text[from + i..]
+            .get(..7)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"<script"))
+    })
+}
+
+/// How the text of an element is tokenized (lol_html's tree builder simulation).
+enum Text {
+    Markup,
+    Script,
+    /// Raw text or RCDATA: ends at its end tag, nothing inside matters.
+    Raw,
+}
+
+fn text_kind(name: &[u8]) -> Text {
+    const RAW: [&[u8]; 8] = [
+        b"style",
+        b"iframe",
+        b"xmp",
+        b"noembed",
+        b"noframes",
+        b"noscript",
+        b"title",
+        b"textarea",
+    ];
+    if name.eq_ignore_ascii_case(b"script") {
+        Text::Script
+    } else if RAW.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+        Text::Raw
+    } else {
+        Text::Markup
+    }
+}
+
+impl HeadScan {
+    pub fn new(tracker_path: &str) -> Self {
+        HeadScan {
+            src: SrcMarkers::new(tracker_path),
+            pos: 0,
+            head_open: false,
+            head_seen: false,
+        }
+    }
+
+    /// Scans `b`, all of the document seen so far (the bytes already scanned are not read
+    /// again, except a construct that was not complete).
+    pub fn scan(&mut self, b: &[u8]) -> Scan {
+        loop {
+            let Some(n) = memchr::memchr(b'<', &b[self.pos..]) else {
+                self.pos = b.len();
+                return Scan::More;
+            };
+            let i = self.pos + n;
+            match self.construct(b, i) {
+                Ok(Step::Next(to)) => self.pos = to,
+                Ok(Step::HeadEnd) => return Scan::HeadEnd(i),
+                Ok(Step::GiveUp) => return Scan::GiveUp,
+                Err(()) => {
+                    self.pos = i;
+                    return Scan::More;
+                }
+            }
+        }
+    }
+
+    /// The construct that starts with the `<` at `b[i]`; `Err` when `b` ends inside it.
+    fn construct(&mut self, b: &[u8], i: usize) -> Result<Step, ()> {
+        let &next = b.get(i + 1).ok_or(())?;
+        match next {
+            b'!' => {
+                let rest = &b[i + 2..];
+                if rest.len() < 2 && b"--".starts_with(rest) {
+                    return Err(());
+                }
+                if rest.starts_with(b"--") {
+                    self.comment(b, i + 4)
+                } else {
+                    // A doctype or a bogus comment ends at the first `>`.
+                    let n = memchr::memchr(b'>', rest).ok_or(())?;
+                    Ok(Step::Next(i + 2 + n + 1))
+                }
+            }
+            b'?' => {
+                let n = memchr::memchr(b'>', &b[i + 2..]).ok_or(())?;
+                Ok(Step::Next(i + 2 + n + 1))
+            }
+            b'/' => {
+                let &first = b.get(i + 2).ok_or(())?;
+                if !first.is_ascii_alphabetic() {
+                    return Ok(Step::GiveUp);
+                }
+                let end = name_end(b, i + 2).ok_or(())?;
+                let name = &b[i + 2..end];
+                if name.eq_ignore_ascii_case(b"head") {
+                    return Ok(if self.head_open && b[end] == b'>' {
+                        Step::HeadEnd
+                    } else {
+                        Step::GiveUp
+                    });
+                }
+                if name.eq_ignore_ascii_case(b"html") || name.eq_ignore_ascii_case(b"body") {
+                    return Ok(Step::GiveUp);
+                }
+                let n = Attr::BeforeName.run(&b[end..]).ok_or(())?;
+                Ok(Step::Next(end + n))
+            }
+            c if c.is_ascii_alphabetic() => self.start_tag(b, i),
+            // Text.
+            _ => Ok(Step::Next(i + 1)),
+        }
+    }
+
+    fn comment(&self, b: &[u8], body: usize) -> Result<Step, ()> {
+        let rest = &b[body..];
+        if rest.len() < 2 && b"->".starts_with(rest) {
+            return Err(());
+        }
+        // `<!-->` and `<!--->` end where they begin: rare, left to the parser.
+        if rest.starts_with(b">") || rest.starts_with(b"->") {
+            return Ok(Step::GiveUp);
+        }
+        let Some(n) = COMMENT_END.find(rest) else {
+            // `--!>` ends a comment too.
+            return if COMMENT_BANG_END.find(rest).is_some() {
+                Ok(Step::GiveUp)
+            } else {
+                Err(())
+            };
+        };
+        if COMMENT_BANG_END.find(&rest[..n + 3]).is_some() {
+            return Ok(Step::GiveUp);
+        }
+        Ok(Step::Next(body + n + 3))
+    }
+
+    fn start_tag(&mut self, b: &[u8], i: usize) -> Result<Step, ()> {
+        let name_to = name_end(b, i + 1).ok_or(())?;
+        let name = &b[i + 1..name_to];
+        let n = Attr::BeforeName.run(&b[name_to..]).ok_or(())?;
+        let end = name_to + n;
+        const GIVE_UP: [&[u8]; 7] = [
+            b"body",
+            b"frameset",
+            b"svg",
+            b"math",
+            b"plaintext",
+            b"template",
+            b"html",
+        ];
+        if name.eq_ignore_ascii_case(b"head") {
+            if self.head_seen || b[end - 2] == b'/' {
+                return Ok(Step::GiveUp);
+            }
+            self.head_seen = true;
+            self.head_open = true;
+            return Ok(Step::Next(end));
+        }
+        if name.eq_ignore_ascii_case(b"html") && !self.head_seen {
+            return Ok(Step::Next(end));
+        }
+        if GIVE_UP.iter().any(|g| name.eq_ignore_ascii_case(g)) {
+            return Ok(Step::GiveUp);
+        }
+        match text_kind(name) {
+            Text::Markup => Ok(Step::Next(end)),
+            Text::Raw => Ok(Step::Next(text_end(b, end, name)?)),
+            Text::Script => {
+                if self.src.in_slice(&b[i..end]) {
+                    return Ok(Step::GiveUp);
+                }
+                let close = text_end(b, end, b"script")?;
+                let text = &b[end..close];
+                if escapes_twice(text) || detect::mentions_marker(text) {
+                    return Ok(Step::GiveUp);
+                }
+                Ok(Step::Next(close))
+            }
+        }
+    }
+}
+
+enum Step {
+    /// The construct ends here.
+    Next(usize),
+    HeadEnd,
+    GiveUp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACKER: &str = "/_sm/sm.js";
+
+    /// The scan of `doc` fed in pieces cut at every point, then whole: all must agree.
+    fn scan_all_cuts(doc: &[u8]) -> Scan {
+        let whole = HeadScan::new(TRACKER).scan(doc);
+        for cut in 0..=doc.len() {
+            let mut s = HeadScan::new(TRACKER);
+            let first = s.scan(&doc[..cut]);
+            let r = if first == Scan::More {
+                s.scan(doc)
+            } else {
+                first
+            };
+            assert_eq!(
+                r,
+                whole,
+                "cut at {cut} of {:?}",
+                String::from_utf8_lossy(doc)
+            );
+        }
+        // Byte by byte.
+        let mut s = HeadScan::new(TRACKER);
+        let mut r = Scan::More;
+        for n in 1..=doc.len() {
+            r = s.scan(&doc[..n]);
+            if r != Scan::More {
+                break;
+            }
+        }
+        assert_eq!(r, whole, "byte by byte");
+        whole
+    }
+
+    fn at_head_end(doc: &str) -> usize {
+        match scan_all_cuts(doc.as_bytes()) {
+            Scan::HeadEnd(at) => at,
+            other => panic!("{other:?} for {doc}"),
+        }
+    }
+
+    #[test]
+    fn finds_the_end_tag_past_text_that_only_looks_like_it() {
+        let cases = [
+            "<!doctype html><html><head><title>t</title></head><body>",
+            "<HTML><HEAD><TITLE>T</TITLE></HEAD>",
+            "<html><head><script>var s='</head>';</script></head>",
+            "<html><head><SCRIPT type=x>a</SCRIPTX></head>b</Script ></head>",
+            "<html><head><!-- </head> --><meta content=\"</head>\"></head>",
+            "<head><meta a='>' b=\"'>\" c=d>e</head>",
+            "<head><style>p{}</head></style><title></head></title></head>",
+            "<head><noscript><img src=x></noscript><textarea></head></textarea></head>",
+            "<head><?php </head> ?><!x </head>></head>",
+            "<head><link rel=x/><p>a < b</p></head>",
+            "<head><script>a</script\n></head>",
+            "<head><script><!-- x = '</head>'; //--></script></head>",
+            "<head><script><!-- <scrip></script><script>--><script></script></head>",
+            "\u{feff}<head></head>",
+        ];
+        for doc in cases {
+            let at = at_head_end(doc);
+            assert_eq!(&doc[at..at + 7].to_ascii_lowercase(), "</head>", "{doc}");
+            assert_eq!(doc.to_ascii_lowercase().rfind("</head>"), Some(at), "{doc}");
+        }
+    }
+
+    #[test]
+    fn gives_up_on_what_it_does_not_follow() {
+        let cases = [
+            "<head><script>var _smid = 'a';</script></head>",
+            "<head><script>w['SalesmanagoObject']=1</script></head>",
+            "<head><script src='https://x/STATIC/SM.JS'></script></head>",
+            "<head><script src=/_sm/sm.js async></script></head>",
+            "<head><script><!-- <script></script> --></script></head>",
+            "<head><script><!-- a <SCRIPT>b</script></head>",
+            "<head><svg></svg></head>",
+            "<head><math></math></head>",
+            "<head><plaintext></head>",
+            "<head><head></head>",
+            "<head/></head>",
+            "<head><body></head>",
+            "<head></html></head>",
+            "<head></head foo>",
+            "<head></head/>",
+            "<head><!--> </head>",
+            "<head><!---> </head>",
+            "<head><!-- --!> </head>",
+            "<head></ a></head>",
+            "<head><template></template></head>",
+            "</head>",
+            "<html></head>",
+        ];
+        for doc in cases {
+            assert_eq!(scan_all_cuts(doc.as_bytes()), Scan::GiveUp, "{doc}");
+        }
+    }
+
+    #[test]
+    fn near_misses_are_not_markers_or_ends() {
+        let cases = [
+            "<head><script>var smid = 1, _smi = 2;</script></head>",
+            "<head><script src=/static/sm.min.js></script><script src=/_sm/sm.j></script></head>",
+            "<head><header></header><headx></head>",
+            "<head><scripts><p>_smid</p><style>_smid</style></head>",
+            "<head><title>SalesmanagoObject</title></head>",
+        ];
+        for doc in cases {
+            at_head_end(doc);
+        }
+    }
+
+    #[test]
+    fn waits_for_the_bytes_that_decide() {
+        for doc in [
+            "<head>",
+            "<head></head",
+            "<head><script>a</scrip",
+            "<head><!-- x -",
+            "<head><meta a='>",
+            "<head><!",
+            "<head></",
+        ] {
+            assert_eq!(
+                HeadScan::new(TRACKER).scan(doc.as_bytes()),
+                Scan::More,
+                "{doc}"
+            );
+        }
+    }
+}
