@@ -138,6 +138,19 @@ pub fn injector_contract(input: &[u8], sizes: &[usize], selector: usize) {
         "a page cannot be both tagged already and injected: {outcome:?}"
     );
 
+    if outcome.failure.is_none() {
+        // The fast paths (the head scan, the tail after `</head>`) must give what parsing
+        // every byte gives.
+        let mut full = Injector::parsing_everything(opts.clone());
+        let mut reference = full.write(Bytes::copy_from_slice(input)).to_vec();
+        reference.extend_from_slice(&full.finish());
+        if full.outcome().failure.is_none() {
+            assert!(
+                reference == out,
+                "the fast path and parsing every byte disagree"
+            );
+        }
+    }
     if outcome.failure.is_none() && !sizes.is_empty() {
         let chunked = inject_in_chunks(opts, input, sizes);
         assert!(
