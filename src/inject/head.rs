@@ -9,7 +9,8 @@
 //! on anything it does not follow the way lol_html does, and on anything that could make the
 //! page's outcome other than "snippet before `</head>`": a marker of a code in a script's start
 //! tag or text, a script that may escape twice (`<!--` then `<script`), SVG or MathML,
-//! `<plaintext>`, a second `<head>`, `<body>`, `</html>`, an end tag `</head ...>` with more
+//! `<plaintext>`, a start tag other than `<html>` before `<head>` (its end tag would end the
+//! head), a second `<head>`, `<body>`, `</html>`, an end tag `</head ...>` with more
 //! than its name, a head longer than the limit. The injector then parses the held bytes with
 //! lol_html as before, so giving up costs time, never bytes.
 
@@ -255,6 +256,12 @@ impl HeadScan {
         if name.eq_ignore_ascii_case(b"html") && !self.head_seen {
             return Ok(Step::Next(end));
         }
+        // lol_html ends an element when an end tag closes one of its ancestors: an element
+        // left open before `<head>` (an `<a>`, a `<div>`) would end the head at its end tag,
+        // not at `</head>`. Only `<html>` may come first.
+        if !self.head_seen {
+            return Ok(Step::GiveUp);
+        }
         if GIVE_UP.iter().any(|g| name.eq_ignore_ascii_case(g)) {
             return Ok(Step::GiveUp);
         }
@@ -377,6 +384,8 @@ mod tests {
             "<head><template></template></head>",
             "</head>",
             "<html></head>",
+            "<a><head><title>t</title></a></head>",
+            "<div><head></div></head>",
         ];
         for doc in cases {
             assert_eq!(scan_all_cuts(doc.as_bytes()), Scan::GiveUp, "{doc}");
