@@ -1,13 +1,18 @@
 //! One client connection's transport as Pingora's HTTP/1 session reads it: the total deadline
-//! for the request head being read, and the byte that woke an idle connection, handed back
+//! for the request head being read, and the bytes that woke an idle connection, handed back
 //! first.
+//!
+//! Both are kept off the common path: the bytes that end an idle wait are the read Pingora
+//! would have made (one `recv` per request, not two), and the deadline's timer is registered
+//! only when a head does not arrive in one piece. (Registering a timer that expires before
+//! every other one wakes Tokio's driver through its eventfd: a system call per request.)
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,7 +22,7 @@ use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::counters::ConnCounters;
@@ -27,6 +32,9 @@ use super::head_end::HeadEnd;
 const REQUEST_TIMEOUT: &[u8] =
     b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
+/// How much one idle wait reads: Pingora's first read of a head asks for as much.
+const FIRST_READ: usize = 4096;
+
 /// A client connection with a deadline for the request head currently being read.
 ///
 /// Reads fail with `TimedOut` once the deadline has passed before the head's blank line was
@@ -35,10 +43,14 @@ const REQUEST_TIMEOUT: &[u8] =
 /// answer is under way), so request bodies and upgraded connections are never cut by it.
 pub struct ConnStream {
     inner: Stream,
-    /// The first byte of the next request, read while the connection waited idle.
-    replay: Option<u8>,
+    /// The first bytes of the next request, read while the connection waited idle, and how
+    /// many of them have been handed on (empty, with no allocation, between requests).
+    replay: Vec<u8>,
+    replayed: usize,
     /// Set while a request head is being read.
-    deadline: Option<Pin<Box<Sleep>>>,
+    deadline: Option<Instant>,
+    /// The deadline's timer, made the first time a head read has to wait, then reused.
+    timer: Option<Pin<Box<Sleep>>>,
     head: HeadEnd,
     /// The deadline passed while part of a head had been read.
     timed_out: bool,
@@ -52,8 +64,10 @@ impl ConnStream {
     pub fn new(inner: Stream, counters: Arc<ConnCounters>) -> ConnStream {
         ConnStream {
             inner,
-            replay: None,
+            replay: Vec::new(),
+            replayed: 0,
             deadline: None,
+            timer: None,
             head: HeadEnd::default(),
             timed_out: false,
             answer: &[],
@@ -64,26 +78,67 @@ impl ConnStream {
     /// Starts timing a request head: it must be complete by `at`.
     pub fn arm(&mut self, at: Instant) {
         self.head = HeadEnd::default();
-        self.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
+        self.deadline = Some(at);
     }
 
-    /// Waits until the next request's first byte arrives: `Ok(false)` when the client closed
-    /// the connection instead. The byte is kept and read again first. Cancel-safe: dropping
-    /// the future before it finishes loses nothing.
+    /// Waits until the next request's first bytes arrive: `Ok(false)` when the client closed
+    /// the connection instead. What arrived is kept and read again first. Cancel-safe:
+    /// dropping the future before it finishes loses nothing.
     pub async fn wait_for_request(&mut self) -> io::Result<bool> {
-        if self.replay.is_some() {
+        if self.replayed < self.replay.len() {
             return Ok(true);
         }
-        let mut byte = [0u8; 1];
-        if self.inner.read(&mut byte).await? == 0 {
-            return Ok(false);
+        std::future::poll_fn(|cx| {
+            // On the stack of one poll only: an idle connection's future holds no buffer.
+            let mut first = [0u8; FIRST_READ];
+            let mut buf = ReadBuf::new(&mut first);
+            ready!(Pin::new(&mut self.inner).poll_read(cx, &mut buf))?;
+            if buf.filled().is_empty() {
+                return Poll::Ready(Ok(false));
+            }
+            self.replay = buf.filled().to_vec();
+            self.replayed = 0;
+            Poll::Ready(Ok(true))
+        })
+        .await
+    }
+
+    /// Hands on as much of the replayed bytes as `buf` takes.
+    fn replay_into(&mut self, buf: &mut ReadBuf<'_>) {
+        let rest = &self.replay[self.replayed..];
+        let n = rest.len().min(buf.remaining());
+        buf.put_slice(&rest[..n]);
+        self.replayed += n;
+        if self.replayed == self.replay.len() {
+            self.replay = Vec::new();
+            self.replayed = 0;
         }
-        self.replay = Some(byte[0]);
-        Ok(true)
+    }
+
+    /// Whether the head deadline has passed; when the read has to wait, the timer is set to
+    /// wake this task at the deadline.
+    fn deadline_passed(&mut self, cx: Option<&mut Context<'_>>) -> bool {
+        let Some(at) = self.deadline else {
+            return false;
+        };
+        let Some(cx) = cx else {
+            return Instant::now() >= at;
+        };
+        let timer = match self.timer.as_mut() {
+            Some(timer) => {
+                if timer.deadline() != at {
+                    timer.as_mut().reset(at);
+                }
+                timer
+            }
+            None => self.timer.insert(Box::pin(tokio::time::sleep_until(at))),
+        };
+        timer.as_mut().poll(cx).is_ready()
     }
 
     fn expire(&mut self) -> io::Error {
         self.deadline = None;
+        self.timer = None;
         self.timed_out = true;
         self.answer = REQUEST_TIMEOUT;
         self.counters.header_timeout();
@@ -105,10 +160,7 @@ impl fmt::Debug for ConnStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnStream")
             .field("inner", &self.inner)
-            .field(
-                "head_deadline",
-                &self.deadline.as_ref().map(|d| d.deadline()),
-            )
+            .field("head_deadline", &self.deadline)
             .field("timed_out", &self.timed_out)
             .finish()
     }
@@ -124,35 +176,24 @@ impl AsyncRead for ConnStream {
         if this.timed_out {
             return Poll::Ready(Err(io::Error::from(io::ErrorKind::TimedOut)));
         }
-        if let Some(deadline) = this.deadline.as_mut() {
-            if deadline.as_mut().poll(cx).is_ready() {
+        let start = buf.filled().len();
+        if this.replayed < this.replay.len() {
+            // Bytes that arrived before the deadline was set count as in time.
+            this.replay_into(buf);
+        } else {
+            if this.deadline_passed(None) {
                 return Poll::Ready(Err(this.expire()));
             }
-        }
-        let start = buf.filled().len();
-        let replayed = match this.replay {
-            Some(_) if buf.remaining() == 0 => return Poll::Ready(Ok(())),
-            Some(byte) => {
-                buf.put_slice(&[byte]);
-                this.replay = None;
-                true
+            let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+            if read.is_pending() && this.deadline_passed(Some(cx)) {
+                return Poll::Ready(Err(this.expire()));
             }
-            None => false,
-        };
-        // Whatever else is already there comes along with the replayed byte, so the parser
-        // does not run once per byte; if nothing is, the byte alone is the answer (a read
-        // error comes back on the next read).
-        let result = match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Pending | Poll::Ready(Err(_)) if replayed => Poll::Ready(Ok(())),
-            other => other,
-        };
-        if this.deadline.is_some()
-            && matches!(result, Poll::Ready(Ok(())))
-            && this.head.feed(&buf.filled()[start..]).is_some()
-        {
+            ready!(read)?;
+        }
+        if this.deadline.is_some() && this.head.feed(&buf.filled()[start..]).is_some() {
             this.deadline = None;
         }
-        result
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -269,3 +310,95 @@ impl GetSocketDigest for ConnStream {
 /// Peeking is not offered (the default): a replayed byte would be missed by the inner stream's
 /// peek, and HTTP/1 sessions never peek.
 impl Peek for ConnStream {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::protocols::l4::stream::Stream as L4Stream;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A `ConnStream` over a real loopback connection, and the client's end.
+    async fn pair() -> (ConnStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let inner: Stream = Box::new(L4Stream::from(server));
+        (ConnStream::new(inner, Arc::default()), client)
+    }
+
+    #[tokio::test]
+    async fn what_ended_the_wait_is_read_first_in_order_then_the_socket() {
+        let (mut conn, mut client) = pair().await;
+        let head = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        client.write_all(head).await.unwrap();
+        assert!(conn.wait_for_request().await.unwrap());
+        // Waiting again before reading does not read (or lose) anything.
+        assert!(conn.wait_for_request().await.unwrap());
+        conn.arm(Instant::now() + Duration::from_secs(30));
+        let mut got = Vec::new();
+        let mut small = [0u8; 5];
+        while got.len() < head.len() {
+            let n = conn.read(&mut small).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&small[..n]);
+        }
+        assert_eq!(got, head);
+        assert!(
+            conn.replay.capacity() == 0,
+            "the replay buffer is freed once handed on"
+        );
+        client.write_all(b"body").await.unwrap();
+        let n = conn.read(&mut small).await.unwrap();
+        assert_eq!(&small[..n], b"body");
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_ends_the_wait_with_false() {
+        let (mut conn, client) = pair().await;
+        drop(client);
+        assert!(!conn.wait_for_request().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn bytes_already_there_count_as_in_time_and_a_wait_past_the_deadline_fails() {
+        let (mut conn, mut client) = pair().await;
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        assert!(conn.wait_for_request().await.unwrap());
+        conn.arm(Instant::now() + Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let mut buf = [0u8; 64];
+        let n = conn.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n");
+        // The rest of the head never comes: the read that waits for it fails at once.
+        let err = conn.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(
+            conn.counters
+                .header_timeouts
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_head_read_that_waits_is_woken_at_the_deadline() {
+        let (mut conn, mut client) = pair().await;
+        client.write_all(b"G").await.unwrap();
+        assert!(conn.wait_for_request().await.unwrap());
+        conn.arm(Instant::now() + Duration::from_millis(100));
+        let mut buf = [0u8; 64];
+        assert_eq!(conn.read(&mut buf).await.unwrap(), 1);
+        let started = Instant::now();
+        let err = conn.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The client is told why.
+        drop(conn);
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, REQUEST_TIMEOUT);
+    }
+}
