@@ -77,7 +77,6 @@ impl TestDb {
             uuid::Uuid::new_v4().simple()
         );
         let dir = std::env::temp_dir().join(format!("smproxy-test-{name}-{unique}"));
-        std::fs::create_dir_all(&dir).unwrap();
         let pg_name = (backend == Backend::Postgres).then(|| {
             let db = format!("smproxy_t_{}", uuid::Uuid::new_v4().simple());
             admin_client()
@@ -85,6 +84,8 @@ impl TestDb {
                 .unwrap_or_else(|e| panic!("CREATE DATABASE on {PG_ENV}: {e}"));
             db
         });
+        // Only now: a failed CREATE DATABASE panics before there is a `TestDb` to clean up.
+        std::fs::create_dir_all(&dir).unwrap();
         TestDb {
             backend,
             dir,
