@@ -28,8 +28,12 @@
 # sub_filter server's config). Every beacon must be answered 2xx, and afterwards the store
 # must hold exactly one event per accepted beacon.
 #
+# Floor: the cheapest answer each server gives without an origin or a store, as the bound on
+# what any endpoint of it can reach: smproxy's `304 Not Modified` for the tracker
+# (`If-None-Match` with its ETag), nginx's `return 204` (the beacon counterpart, as a GET).
+#
 #   WORKLOADS="beacon" bash benches/load.sh       # only some workloads (default: all of
-#                                                 # median rotation c1000 hold beacon)
+#                                                 # median rotation c1000 hold beacon floor)
 #   SMPROXY_BIN_BASE=path bash benches/load.sh    # also measure that binary as smproxy-base,
 #                                                 # in the same run (A/B of a change)
 #   BASE_INJECT=false ...                         # smproxy-base with injection off (A/B of the
@@ -40,7 +44,7 @@ DURATION=${DURATION:-10}   # seconds per measured wrk run
 REPEATS=${REPEATS:-3}      # runs per (server, workload); the table shows medians
 CONNS=${CONNS:-64}         # wrk connections for the throughput workloads
 MEM_CONNS=${MEM_CONNS:-1000}
-ALL_WORKLOADS="median rotation c1000 hold beacon"
+ALL_WORKLOADS="median rotation c1000 hold beacon floor"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 WARMUP=${WARMUP:-1}        # seconds of unmeasured load before each measured run
 CLIENT_ID=benchclient
@@ -316,19 +320,28 @@ wait_stored() {
 # run_wrk NAME WORKLOAD REPEAT: one warm-up and one measured wrk run; appends to runs.tsv.
 run_wrk() {
     local name=$1 workload=$2 rep=$3
-    local wpid=${WORK_PID[$name]} url conns paths=""
+    local wpid=${WORK_PID[$name]} url conns paths="" header=""
     case $workload in
         median)   conns=$CONNS;     url="http://127.0.0.1:${PORT[$name]}$median_path" ;;
         rotation) conns=$CONNS;     url="http://127.0.0.1:${PORT[$name]}/"; paths=$tmp/paths.txt ;;
         c1000)    conns=$MEM_CONNS; url="http://127.0.0.1:${PORT[$name]}$median_path" ;;
         beacon)   conns=$CONNS;     url="http://127.0.0.1:${PORT[$name]}/_sm/collect" ;;
+        floor)    conns=$CONNS
+            case $name in
+                nginx-*) url="http://127.0.0.1:${PORT[$name]}/_sm/collect" ;;
+                *)  url="http://127.0.0.1:${PORT[$name]}/_sm/sm.js"
+                    local etag
+                    etag=$(curl -sfI "$url" | tr -d '\r' | awk 'tolower($1) == "etag:" {print $2}')
+                    [ -n "$etag" ] || die "$name: no ETag on the tracker"
+                    header="If-None-Match: $etag" ;;
+            esac ;;
     esac
     local beacon=""
     [ "$workload" = beacon ] && beacon=1
     local wrk_cmd=(taskset -c "$GEN_CPU" wrk -t 1 -c "$conns" --timeout 10s --latency -s "$helpers/wrk.lua")
 
     local warm
-    warm=$(WRK_PATHS=$paths WRK_BEACON=$beacon "${wrk_cmd[@]}" -d "${WARMUP}s" "$url")
+    warm=$(WRK_PATHS=$paths WRK_BEACON=$beacon WRK_HEADER=$header "${wrk_cmd[@]}" -d "${WARMUP}s" "$url")
     # Reset the peak RSS (VmHWM) so that it reflects this run only.
     echo 5 >"/proc/$wpid/clear_refs" 2>/dev/null || true
     local t0 t1 out
@@ -336,7 +349,7 @@ run_wrk() {
     # lagging behind the answers neither hides the cost of this run nor adds the warm-up's.
     if [ -n "$beacon" ]; then wait_stored "$name"; fi
     t0=$(cpu_ticks "$wpid")
-    out=$(WRK_PATHS=$paths WRK_BEACON=$beacon "${wrk_cmd[@]}" -d "${DURATION}s" "$url")
+    out=$(WRK_PATHS=$paths WRK_BEACON=$beacon WRK_HEADER=$header "${wrk_cmd[@]}" -d "${DURATION}s" "$url")
     if [ -n "$beacon" ]; then wait_stored "$name"; fi
     t1=$(cpu_ticks "$wpid")
     printf '%s\n' "$out" >"$tmp/logs/wrk-$name-$workload-$rep.txt"
@@ -485,7 +498,10 @@ for rep in $(seq "$REPEATS"); do
             if wants "$workload"; then run_wrk "$name" "$workload" "$rep"; fi
         done
         case $name in
-            nginx-subfilter|smproxy-inject|smproxy-base) if wants beacon; then run_wrk "$name" beacon "$rep"; fi ;;
+            nginx-subfilter|smproxy-inject|smproxy-base)
+                for workload in beacon floor; do
+                    if wants "$workload"; then run_wrk "$name" "$workload" "$rep"; fi
+                done ;;
         esac
         stop_server "$name"
     done

@@ -26,6 +26,8 @@ WORKLOADS = [
 # Beacons: smproxy's collect endpoint (validation, cookie, event queued for SQLite) beside nginx
 # answering `return 204` with a `Set-Cookie` (in the sub_filter server's config).
 BEACON = ("beacon", "beacons (nginx: return 204 + Set-Cookie)")
+# The cheapest answer of each server (smproxy: 304 for the tracker; nginx: the same 204).
+FLOOR = ("floor", "floor (smproxy: 304; nginx: return 204)")
 
 
 def read(path):
@@ -54,7 +56,7 @@ def main():
     w("| server | workload | req/s | p50 ms | p99 ms | CPU µs/req | CPU busy % | peak RSS MB | KB/resp | errors |")
     w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s, sname in SERVERS:
-        for wl, wname in WORKLOADS + [BEACON]:
+        for wl, wname in WORKLOADS + [BEACON, FLOOR]:
             rs = runs_of(s, wl)
             if not rs:
                 continue
@@ -98,7 +100,7 @@ def main():
     def ratio(a, b):
         return a / b if b else float("nan")
 
-    page_runs = any(r["workload"] != BEACON[0] for r in runs)
+    page_runs = any(r["workload"] not in (BEACON[0], FLOOR[0]) for r in runs)
     if page_runs:
         w("Ratios (medians):")
         w("")
@@ -128,6 +130,18 @@ def main():
             cpu = ratio(m("smproxy-base", "beacon", "cpu_us_per_req"),
                         m("nginx-subfilter", "beacon", "cpu_us_per_req"))
             w(f"Beacons, smproxy-base: req/s {rps:.2f}×, CPU µs/req {cpu:.2f}× of nginx.")
+    if runs_of("smproxy-inject", "floor") and runs_of("nginx-subfilter", "floor"):
+        w("")
+        rps = ratio(m("smproxy-inject", "floor", "rps"), m("nginx-subfilter", "floor", "rps"))
+        cpu = ratio(m("smproxy-inject", "floor", "cpu_us_per_req"),
+                    m("nginx-subfilter", "floor", "cpu_us_per_req"))
+        w(f"Floor: smproxy's cheapest answer ÷ nginx `return 204`: req/s {rps:.2f}×, "
+          f"CPU µs/req {cpu:.2f}× (no endpoint of either server can do better).")
+        if runs_of("smproxy-base", "floor"):
+            rps = ratio(m("smproxy-base", "floor", "rps"), m("nginx-subfilter", "floor", "rps"))
+            cpu = ratio(m("smproxy-base", "floor", "cpu_us_per_req"),
+                        m("nginx-subfilter", "floor", "cpu_us_per_req"))
+            w(f"Floor, smproxy-base: req/s {rps:.2f}×, CPU µs/req {cpu:.2f}× of nginx.")
     if "smproxy-inject" in per_k and "nginx-proxy" in per_k:
         w("")
         w(f"RSS per 1,000 keep-alive conns: smproxy inject {per_k['smproxy-inject']:.1f} MB, "

@@ -21,6 +21,13 @@ if os.getenv("WRK_BEACON") == "1" then
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 end
 
+-- With WRK_HEADER="Name: value": one more request header (the floor workload's If-None-Match).
+local extra = os.getenv("WRK_HEADER")
+if extra and extra ~= "" then
+  local name, value = extra:match("^([^:]+):%s*(.*)$")
+  wrk.headers[name] = value
+end
+
 if paths_file and paths_file ~= "" then
   local reqs, n, i = {}, 0, 0
 
