@@ -261,8 +261,10 @@ impl Collector {
             );
         }
         let allowed = self.identities.allowed(&v, signals);
+        let mut pending = Pending::new(self.settings.durability);
         if allowed {
             let roll = b.kind == BeaconKind::Pageview;
+            pending.new_visitor = v.visitor_id.is_none();
             cookies.extend(self.identities.ensure(&mut v, c.host, c.https, roll, now));
         } else {
             cookies.extend(self.identities.forget_if_present(&v, c.host, c.https));
@@ -270,7 +272,6 @@ impl Collector {
         }
 
         let mut unavailable = false;
-        let mut pending = Pending::new(self.settings.durability);
         if b.kind == BeaconKind::Form && allowed {
             if let Some(email) = &b.email {
                 match self.contact_for(email).await {
@@ -636,6 +637,9 @@ struct Pending {
     durability: Durability,
     acks: Vec<Ack>,
     refused: bool,
+    /// The visitor id was created by this beacon: its first event says so (see
+    /// [`Event::new_visitor`]).
+    new_visitor: bool,
 }
 
 impl Pending {
@@ -644,10 +648,17 @@ impl Pending {
             durability,
             acks: Vec::new(),
             refused: false,
+            new_visitor: false,
         }
     }
 
-    fn enqueue(&mut self, queue: &EventQueue, e: Event) {
+    /// Marks the first event queued for a visitor created by this beacon, and only that one.
+    fn mark_new_visitor(&mut self, e: &mut Event) {
+        e.new_visitor = std::mem::take(&mut self.new_visitor) && e.visitor_id.is_some();
+    }
+
+    fn enqueue(&mut self, queue: &EventQueue, mut e: Event) {
+        self.mark_new_visitor(&mut e);
         match self.durability {
             // A full queue drops and counts (the writer's `dropped`); the visitor never waits.
             Durability::Relaxed => {
@@ -697,6 +708,30 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_first_event_of_a_new_visitor_is_marked() {
+        let event = |visitor: Option<&str>| Event {
+            visitor_id: visitor.map(str::to_owned),
+            ..Event::new(EventKind::Form, 1, "shop", "https://s/", "/")
+        };
+        let mut pending = Pending::new(Durability::Relaxed);
+        pending.new_visitor = true;
+        let (mut first, mut second) = (event(Some("v")), event(Some("v")));
+        pending.mark_new_visitor(&mut first);
+        pending.mark_new_visitor(&mut second);
+        assert!(first.new_visitor);
+        assert!(!second.new_visitor);
+        // A returning visitor's events, and events without a visitor, are never marked.
+        let mut returning = event(Some("v"));
+        Pending::new(Durability::Relaxed).mark_new_visitor(&mut returning);
+        assert!(!returning.new_visitor);
+        let mut pending = Pending::new(Durability::Relaxed);
+        pending.new_visitor = true;
+        let mut anonymous = event(None);
+        pending.mark_new_visitor(&mut anonymous);
+        assert!(!anonymous.new_visitor);
+    }
 
     #[test]
     fn clean_locations_stay_on_this_host_and_are_bounded() {

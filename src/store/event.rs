@@ -141,6 +141,13 @@ pub struct Event {
     pub props_json: Option<String>,
     /// For `Identify`: how the contact was recognised, e.g. `form`, `email_link`, `linker`.
     pub identify_source: Option<String>,
+    /// The first event of a visitor whose `visitor_id` was created by the request that sent
+    /// it: no store can hold a session or a contact link for that id yet, so a store may skip
+    /// looking them up. Only the first event queued for the new id carries it (a later one
+    /// may reach the store after the first is written). Not stored; `false` is always
+    /// correct, only slower.
+    #[serde(skip)]
+    pub new_visitor: bool,
 }
 
 impl Event {
@@ -181,6 +188,7 @@ impl Event {
             name: None,
             props_json: None,
             identify_source: None,
+            new_visitor: false,
         }
     }
 }

@@ -249,6 +249,18 @@ INSERT INTO events (
     ?25, ?26, ?27
 )";
 
+/// [`INSERT_EVENT`] for the first event of a visitor created by its own beacon
+/// ([`Event::new_visitor`]): no link to a contact can exist yet, so the lookup is skipped.
+const INSERT_NEW_VISITOR_EVENT: &str = "
+INSERT INTO events (
+    kind, ts_ms, site, visitor_id, contact_id, smids, session_id, url, path, title, referrer,
+    utm_source, utm_medium, utm_campaign, screen, language, user_agent, is_bot, ip_truncated,
+    company, engaged_ms, name, props_json, identify_source, browser, os, device
+) VALUES (
+    ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+    ?21, ?22, ?23, ?24, ?25, ?26, ?27
+)";
+
 const UPSERT_COMPANY: &str = "
 INSERT INTO companies (name, first_seen, last_seen) VALUES (?1, ?2, ?2)
 ON CONFLICT (name) DO UPDATE SET
@@ -687,6 +699,10 @@ fn assign_sessions(conn: &Connection, events: &[Event]) -> rusqlite::Result<Vec<
         };
         let state = match visitors.entry(visitor) {
             Entry::Occupied(o) => o.into_mut(),
+            // A visitor created by this event's own beacon has no stored session: the look-up
+            // would only confirm it (a B-tree descent per new visitor, most of the beacons
+            // of first visits).
+            Entry::Vacant(v) if e.new_visitor => v.insert(VisitorSession::start(e.ts_ms)),
             Entry::Vacant(v) => {
                 let stored = select
                     .query_row([visitor], |r| {
@@ -725,10 +741,16 @@ impl Store for SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let sessions = assign_sessions(&tx, events)?;
-            let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+            let mut insert_linked = tx.prepare_cached(INSERT_EVENT)?;
+            let mut insert_new = tx.prepare_cached(INSERT_NEW_VISITOR_EVENT)?;
             let mut upsert_company = tx.prepare_cached(UPSERT_COMPANY)?;
             let mut upsert_contact = tx.prepare_cached(UPSERT_EVENT_CONTACT)?;
             for (e, assigned) in events.iter().zip(&sessions) {
+                let insert = if e.new_visitor {
+                    &mut insert_new
+                } else {
+                    &mut insert_linked
+                };
                 insert.execute(params![
                     e.kind.as_str(),
                     e.ts_ms,
@@ -977,6 +999,42 @@ mod tests {
             })
             .unwrap();
         assert_eq!(email, None);
+    }
+
+    #[test]
+    fn a_new_visitors_first_event_starts_the_session_its_later_events_continue() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let contact = store.upsert_contact_by_email("nowy@firma.pl", 1).unwrap();
+        // The first beacon of a new visitor: a form with an address (identify, then form).
+        let mut identify = pageview(Some("v"), 10);
+        identify.kind = EventKind::Identify;
+        identify.contact_id = Some(contact.0.clone());
+        identify.new_visitor = true;
+        let mut other = pageview(Some("w"), 11);
+        other.new_visitor = true;
+        store.insert_batch(&[identify, other]).unwrap();
+        // Later batches: the session goes on, and the link found at the first event holds.
+        store.insert_batch(&[pageview(Some("v"), 20)]).unwrap();
+        let later = 20 + SESSION_IDLE_MS + 1;
+        store
+            .insert_batch(&[pageview(Some("v"), later), pageview(Some("w"), 30)])
+            .unwrap();
+        assert!(session_of(&store, 10).is_some());
+        assert_eq!(session_of(&store, 10), session_of(&store, 20));
+        assert_ne!(session_of(&store, 10), session_of(&store, later));
+        assert_eq!(session_of(&store, 11), session_of(&store, 30));
+        assert_ne!(session_of(&store, 10), session_of(&store, 11));
+        assert_eq!(contact_of(&store, 20).as_deref(), Some(contact.as_str()));
+        assert_eq!(contact_of(&store, 11), None);
+        let rows: Vec<(String, i64)> = store
+            .lock()
+            .prepare("SELECT visitor_id, last_ts_ms FROM visitor_sessions ORDER BY visitor_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows, [("v".to_owned(), later), ("w".to_owned(), 30)]);
     }
 
     #[test]
