@@ -51,6 +51,10 @@ const HTML_PIECES: &[&str] = &[
     "<plaintext>",
     "<div title=\"</head>\">",
     "<p>text</p>",
+    "<link rel=x>",
+    "<br/>",
+    "<style>",
+    "</style>",
     "<",
     ">",
     "</",
@@ -92,6 +96,30 @@ fn inputs_found_by_fuzzing_keep_the_contract() {
         for selector in 0..4 {
             for sizes in [[1, 42, 242, 4096], [1, 94, 570, 4096], [1, 1, 1, 1]] {
                 injector_contract(input, &sizes, selector);
+            }
+        }
+    }
+}
+
+/// Elements before `<head>` that the head scan follows (void ones, whole script and raw-text
+/// elements) or must not (one left open, a code): the fast path gives what parsing every byte
+/// gives.
+#[test]
+fn elements_before_head_keep_the_contract() {
+    let pages: [&[u8]; 8] = [
+        b"<!doctype html><meta charset=utf-8><head><title>t</title></head><body>x</body>",
+        b"<html><META content='</head>'/><link rel=a><br><head><meta a=b>\n</head><body></body>",
+        b"<script>var s='</head>';</script><head><title>t</title></head><body></body>",
+        b"<title></head></title><style>a{}</style><noscript></head></noscript><head></head>",
+        b"<meta><p><head></p><title>t</title></head><body></body>",
+        b"<script>var _smid='a';</script><head></head><body></body>",
+        b"<meta charset=utf-8><script src=/_sm/sm.js></script><head></head><script>var _smid='b'</script>",
+        b"<meta charset=utf-8><head></head><body><script>var _smid = 'fuzzclient';</script></body>",
+    ];
+    for page in pages {
+        for selector in 0..4 {
+            for sizes in [[1, 42, 242, 4096], [3, 7, 11, 13], [1, 1, 1, 1]] {
+                injector_contract(page, &sizes, selector);
             }
         }
     }

@@ -9,8 +9,9 @@
 //! on anything it does not follow the way lol_html does, and on anything that could make the
 //! page's outcome other than "snippet before `</head>`": a marker of a code in a script's start
 //! tag or text, a script that may escape twice (`<!--` then `<script`), SVG or MathML,
-//! `<plaintext>`, a start tag other than `<html>` before `<head>` (its end tag would end the
-//! head), a second `<head>`, `<body>`, `</html>`, an end tag `</head ...>` with more
+//! `<plaintext>`, a start tag before `<head>` that leaves an element open (its end tag would
+//! end the head; `<html>`, void elements and whole `<script>`, `<title>`, `<style>` ... elements
+//! are followed), a second `<head>`, `<body>`, `</html>`, an end tag `</head ...>` with more
 //! than its name, a head longer than the limit. The injector then parses the held bytes with
 //! lol_html as before, so giving up costs time, never bytes.
 
@@ -102,31 +103,44 @@ fn escapes_twice(text: &[u8]) -> bool {
     })
 }
 
-/// How the text of an element is tokenized (lol_html's tree builder simulation).
-enum Text {
-    Markup,
+/// What the scan must do with a start tag, by its name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Head,
+    Html,
+    /// Never stays open: lol_html's void elements (`selectors_vm/stack.rs`).
+    Void,
     Script,
-    /// Raw text or RCDATA: ends at its end tag, nothing inside matters.
+    /// Raw text or RCDATA (lol_html's tree builder simulation): ends at its end tag, nothing
+    /// inside matters.
     Raw,
+    /// Changes what follows in ways the scan does not follow.
+    GiveUp,
+    /// Any other element: its text is markup.
+    Other,
 }
 
-fn text_kind(name: &[u8]) -> Text {
-    const RAW: [&[u8]; 8] = [
-        b"style",
-        b"iframe",
-        b"xmp",
-        b"noembed",
-        b"noframes",
-        b"noscript",
-        b"title",
-        b"textarea",
-    ];
-    if name.eq_ignore_ascii_case(b"script") {
-        Text::Script
-    } else if RAW.iter().any(|r| name.eq_ignore_ascii_case(r)) {
-        Text::Raw
-    } else {
-        Text::Markup
+/// The kind of the start tag `name`, in any case: one lower-cased copy and one `match`, as
+/// this runs for every start tag of the head.
+fn kind(name: &[u8]) -> Kind {
+    let mut low = [0u8; 9];
+    let Some(low) = low.get_mut(..name.len()) else {
+        return Kind::Other;
+    };
+    for (l, c) in low.iter_mut().zip(name) {
+        *l = c.to_ascii_lowercase();
+    }
+    match &*low {
+        b"head" => Kind::Head,
+        b"html" => Kind::Html,
+        b"script" => Kind::Script,
+        b"style" | b"iframe" | b"xmp" | b"noembed" | b"noframes" | b"noscript" | b"title"
+        | b"textarea" => Kind::Raw,
+        b"body" | b"frameset" | b"svg" | b"math" | b"plaintext" | b"template" => Kind::GiveUp,
+        b"area" | b"base" | b"basefont" | b"bgsound" | b"br" | b"col" | b"embed" | b"hr"
+        | b"img" | b"input" | b"keygen" | b"link" | b"meta" | b"param" | b"source" | b"track"
+        | b"wbr" => Kind::Void,
+        _ => Kind::Other,
     }
 }
 
@@ -236,16 +250,8 @@ impl HeadScan {
         let name = &b[i + 1..name_to];
         let n = Attr::BeforeName.run(&b[name_to..]).ok_or(())?;
         let end = name_to + n;
-        const GIVE_UP: [&[u8]; 7] = [
-            b"body",
-            b"frameset",
-            b"svg",
-            b"math",
-            b"plaintext",
-            b"template",
-            b"html",
-        ];
-        if name.eq_ignore_ascii_case(b"head") {
+        let kind = kind(name);
+        if kind == Kind::Head {
             if self.head_seen || b[end - 2] == b'/' {
                 return Ok(Step::GiveUp);
             }
@@ -253,22 +259,23 @@ impl HeadScan {
             self.head_open = true;
             return Ok(Step::Next(end));
         }
-        if name.eq_ignore_ascii_case(b"html") && !self.head_seen {
+        if kind == Kind::Html && !self.head_seen {
             return Ok(Step::Next(end));
         }
         // lol_html ends an element when an end tag closes one of its ancestors: an element
         // left open before `<head>` (an `<a>`, a `<div>`) would end the head at its end tag,
-        // not at `</head>`. Only `<html>` may come first.
-        if !self.head_seen {
+        // not at `</head>`. So before `<head>` only elements that leave nothing open may come:
+        // void ones (`<meta charset>` first is common), which lol_html never puts on its
+        // stack, and those whose text is not markup, which end at their own end tag (found
+        // below, as in the head).
+        if !self.head_seen && !matches!(kind, Kind::Void | Kind::Script | Kind::Raw) {
             return Ok(Step::GiveUp);
         }
-        if GIVE_UP.iter().any(|g| name.eq_ignore_ascii_case(g)) {
-            return Ok(Step::GiveUp);
-        }
-        match text_kind(name) {
-            Text::Markup => Ok(Step::Next(end)),
-            Text::Raw => Ok(Step::Next(text_end(b, end, name)?)),
-            Text::Script => {
+        match kind {
+            Kind::GiveUp | Kind::Html | Kind::Head => Ok(Step::GiveUp),
+            Kind::Void | Kind::Other => Ok(Step::Next(end)),
+            Kind::Raw => Ok(Step::Next(text_end(b, end, name)?)),
+            Kind::Script => {
                 if self.src.in_slice(&b[i..end]) {
                     return Ok(Step::GiveUp);
                 }
@@ -351,6 +358,11 @@ mod tests {
             "<head><script><!-- x = '</head>'; //--></script></head>",
             "<head><script><!-- <scrip></script><script>--><script></script></head>",
             "\u{feff}<head></head>",
+            "<!doctype html><meta charset=utf-8><head><title>t</title></head>",
+            "<html><META http-equiv=x content='</head>'/><link rel=a><head></head>",
+            "<html><script>var s='</head>';</script><head></head>",
+            "<title></head></title><style>a{}</style><noscript></head></noscript><head></head>",
+            "<base href=/><br><img src=x><wbr><head><meta a=b></head>",
         ];
         for doc in cases {
             let at = at_head_end(doc);
@@ -386,6 +398,13 @@ mod tests {
             "<html></head>",
             "<a><head><title>t</title></a></head>",
             "<div><head></div></head>",
+            "<meta><p><head></p></head>",
+            "<metax><head></head>",
+            "<script>var _smid='a';</script><head></head>",
+            "<script src=/_sm/sm.js></script><head></head>",
+            "<title>t</title></head>",
+            "<meta></head>",
+            "<svg><head></head>",
         ];
         for doc in cases {
             assert_eq!(scan_all_cuts(doc.as_bytes()), Scan::GiveUp, "{doc}");

@@ -623,11 +623,6 @@ impl Injector {
     /// path takes the rest, as after a parsed head.
     fn head_found(&mut self, all: Bytes, at: usize) -> Bytes {
         let end = at + b"</head>".len();
-        let snippet = self.opts.snippet.as_bytes();
-        let mut head = BytesMut::with_capacity(end + snippet.len());
-        head.extend_from_slice(&all[..at]);
-        head.extend_from_slice(snippet);
-        head.extend_from_slice(&all[at..end]);
         lock(&self.shared).injected(Anchor::HeadEnd);
         let mut tail = Box::new(Tail::new(
             &self.opts.tracker_path,
@@ -639,7 +634,15 @@ impl Injector {
             Ok(out) => out,
             Err(kept) => self.restart(kept),
         };
-        join(head.freeze(), rest)
+        // One buffer for the head, the snippet and what the tail lets out of this chunk: the
+        // page's bytes are copied once, not once per piece and again to join them.
+        let snippet = self.opts.snippet.as_bytes();
+        let mut out = BytesMut::with_capacity(end + snippet.len() + rest.len());
+        out.extend_from_slice(&all[..at]);
+        out.extend_from_slice(snippet);
+        out.extend_from_slice(&all[at..end]);
+        out.extend_from_slice(&rest);
+        out.freeze()
     }
 
     /// The head scan gave up: lol_html parses the page from its first byte, as without it.
