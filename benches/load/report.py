@@ -100,24 +100,26 @@ def main():
     def ratio(a, b):
         return a / b if b else float("nan")
 
-    page_runs = any(r["workload"] not in (BEACON[0], FLOOR[0]) for r in runs)
+    # Only the page workloads that were run get a column.
+    page_wls = [(wl, name) for wl, name in WORKLOADS if any(r["workload"] == wl for r in runs)]
+    page_runs = bool(page_wls)
     if page_runs:
         w("Ratios (medians):")
         w("")
-        w("| ratio | median page | rotation | 1,000 conns |")
-        w("|---|---:|---:|---:|")
+        w("| ratio | " + " | ".join(name for _, name in page_wls) + " |")
+        w("|---|" + "---:|" * len(page_wls))
     for label, a, b, key in [] if not page_runs else [
         ("req/s: smproxy inject ÷ nginx sub_filter", "smproxy-inject", "nginx-subfilter", "rps"),
         ("CPU µs/req: smproxy inject ÷ nginx sub_filter", "smproxy-inject", "nginx-subfilter", "cpu_us_per_req"),
         ("req/s: smproxy inject ÷ smproxy passthrough", "smproxy-inject", "smproxy-pass", "rps"),
         ("req/s: smproxy passthrough ÷ nginx proxy_pass", "smproxy-pass", "nginx-proxy", "rps"),
         ("p99: smproxy inject ÷ nginx sub_filter", "smproxy-inject", "nginx-subfilter", "p99_us"),
-    ] + ([] if not runs_of("smproxy-base", WORKLOADS[0][0]) else [
+    ] + ([] if not any(runs_of("smproxy-base", wl) for wl, _ in page_wls) else [
         # A/B of two builds: against the passthrough or the injecting row (BASE_INJECT).
         ("CPU µs/req: smproxy-base ÷ smproxy passthrough", "smproxy-base", "smproxy-pass", "cpu_us_per_req"),
         ("CPU µs/req: smproxy-base ÷ smproxy inject", "smproxy-base", "smproxy-inject", "cpu_us_per_req"),
     ]):
-        cells = [f"{ratio(m(a, wl, key), m(b, wl, key)):.2f}×" for wl, _ in WORKLOADS]
+        cells = [f"{ratio(m(a, wl, key), m(b, wl, key)):.2f}×" for wl, _ in page_wls]
         w(f"| {label} | " + " | ".join(cells) + " |")
     if runs_of("smproxy-inject", "beacon") and runs_of("nginx-subfilter", "beacon"):
         w("")
