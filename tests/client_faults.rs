@@ -55,10 +55,11 @@ struct Trickled {
 }
 
 /// Sends `head` one byte a second (each second spent waiting for an answer) until the proxy
-/// closes the connection or the head is complete.
-fn trickle(s: &mut TcpStream, head: &[u8]) -> Trickled {
+/// closes the connection or the head is complete. `started`: when the proxy's deadline can have
+/// started at the earliest (before `connect` for a first request: the proxy may accept the
+/// connection before `connect` returns to the client).
+fn trickle(s: &mut TcpStream, head: &[u8], started: Instant) -> Trickled {
     s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-    let started = Instant::now();
     let mut answer = Vec::new();
     let mut buf = [0u8; 1024];
     let done = |sent, answer| Trickled {
@@ -153,8 +154,9 @@ fn a_trickled_head_is_cut_off_at_the_deadline_while_others_are_served() {
         .into_iter()
         .map(|addr| {
             std::thread::spawn(move || {
+                let started = Instant::now();
                 let mut s = TcpStream::connect(&addr).unwrap();
-                trickle(&mut s, SLOW_HEAD)
+                trickle(&mut s, SLOW_HEAD, started)
             })
         })
         .collect();
@@ -188,7 +190,8 @@ fn a_trickled_second_request_on_a_keep_alive_connection_is_cut_off() {
     // Idle for half the keep-alive timeout: the next head's deadline starts at its first
     // byte, not when the connection became idle.
     std::thread::sleep(KEEPALIVE / 2);
-    let t = trickle(&mut s, SLOW_HEAD);
+    // This head's deadline starts when its first byte arrives.
+    let t = trickle(&mut s, SLOW_HEAD, Instant::now());
     assert_cut_off("second request", &t);
 }
 
@@ -329,11 +332,12 @@ fn a_trickled_head_over_tls_is_cut_off_and_http2_is_unaffected() {
         .build()
         .unwrap();
     rt.block_on(async {
-        // HTTP/1.1 over TLS, one byte a second.
+        // HTTP/1.1 over TLS, one byte a second. The clock starts before the handshake: the
+        // proxy may finish it (and start the deadline) before `connect` returns here.
+        let started = Instant::now();
         let mut s = tls::connect(&https, "a.example", &ca, &[b"http/1.1"])
             .await
             .unwrap();
-        let started = Instant::now();
         let mut answer = Vec::new();
         let mut sent = 0;
         let mut buf = [0u8; 1024];
