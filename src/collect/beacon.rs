@@ -29,6 +29,8 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::origin::{authority, header_authority};
+
 /// The largest POST body accepted (the default of `collect.max_body_kib`).
 pub const MAX_BODY: usize = 16 * 1024;
 
@@ -674,29 +676,6 @@ fn hosts(obj: &Map<String, Value>) -> Result<Vec<String>, Rejection> {
         }
     }
     Ok(hosts)
-}
-
-/// The `Host`-like authority of an `Origin` or `Referer` value; `None` when it is not an
-/// http(s) URL.
-fn header_authority(value: &str) -> Option<String> {
-    let url = Url::parse(value.trim()).ok()?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return None;
-    }
-    authority(&url)
-}
-
-/// What a `Host` header for `url` would carry: the lower-cased host, plus `:port` when the
-/// port is not the scheme's default (the parser already drops a default one).
-fn authority(url: &Url) -> Option<String> {
-    let host = url
-        .host_str()
-        .filter(|h| !h.is_empty())?
-        .to_ascii_lowercase();
-    Some(match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host,
-    })
 }
 
 #[cfg(test)]

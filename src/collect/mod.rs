@@ -2,8 +2,9 @@
 //! turn a beacon into a stored event (who the visitor is, where they come from, whether they
 //! are a robot).
 //!
-//! Reading order: [`beacon`] (the wire format and its validation), [`tracker`] (the script and
-//! how it is served), [`client_ip`], [`company`], [`bots`] and [`user_agent`], [`rate_limit`].
+//! Reading order: [`beacon`] (the wire format and its validation), [`origin`] (whose page sent
+//! it), [`tracker`] (the script and how it is served), [`client_ip`], [`company`], [`bots`] and
+//! [`user_agent`], [`rate_limit`].
 //!
 //! # The beacon protocol (tracker → smproxy)
 //!
@@ -45,6 +46,7 @@ pub mod bots;
 pub mod client_ip;
 pub mod collector;
 pub mod company;
+pub mod origin;
 pub mod rate_limit;
 pub mod tracker;
 pub mod user_agent;

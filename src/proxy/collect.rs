@@ -118,7 +118,10 @@ impl Smproxy {
             header_str(req, "if-none-match"),
             header_str(req, "accept-encoding"),
         );
-        let mut h = ResponseHeader::build(a.status, Some(a.headers.len()))?;
+        // Without the case map (names go out in lower case, as in HTTP/2): this answer and the
+        // beacon's are the most frequent ones smproxy makes itself, and the map costs an
+        // allocation and a second header map per header.
+        let mut h = ResponseHeader::build_no_case(a.status, Some(a.headers.len()))?;
         for (name, value) in a.headers {
             h.insert_header(name, value)?;
         }
@@ -193,7 +196,8 @@ async fn read_capped(
 }
 
 async fn write_beacon_answer(session: &mut Session, a: BeaconAnswer) -> Result<()> {
-    let mut h = ResponseHeader::build(a.status, Some(4 + a.set_cookies.len()))?;
+    // Without the case map, like the tracker's answer (see `answer_tracker`).
+    let mut h = ResponseHeader::build_no_case(a.status, Some(4 + a.set_cookies.len()))?;
     h.insert_header(header::CACHE_CONTROL, "no-store")?;
     h.insert_header("x-content-type-options", "nosniff")?;
     if let Some(ct) = a.content_type {
