@@ -222,5 +222,21 @@ mod tests {
             let value = format!("{scheme}{}{port}{tail}", labels.join("."));
             prop_assert_eq!(header_authority(&value).map(Cow::into_owned), parsed(&value));
         }
+
+        /// Hosts of numbers only, where the parser's IPv4 reading decides.
+        #[test]
+        fn numeric_hosts_agree_with_the_parser(
+            labels in prop::collection::vec(
+                prop::sample::select(vec![
+                    "0", "1", "00", "01", "9", "10", "127", "255", "256", "300", "4294967295",
+                    "0x7f", "0x", "08", "1e", "a",
+                ]),
+                1..6,
+            ),
+            port in prop::sample::select(vec!["", ":80", ":8080"]),
+        ) {
+            let value = format!("http://{}{port}", labels.join("."));
+            prop_assert_eq!(header_authority(&value).map(Cow::into_owned), parsed(&value));
+        }
     }
 }
