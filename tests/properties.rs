@@ -160,6 +160,11 @@ proptest! {
     }
 
     #[test]
+    fn origin_headers_are_accepted_exactly_when_they_name_the_site(origin in origin_header()) {
+        beacon_query_contract(&origin, None);
+    }
+
+    #[test]
     fn pixel_queries_and_origins_are_accepted_clean_or_refused(
         query in pixel_query(),
         referer in proptest::option::of(header_url()),
@@ -328,6 +333,29 @@ fn header_url() -> impl Strategy<Value = String> {
         Just("http://xn--n3h.example/".to_string()),
         ("(https?|ftp|data)://[a-z.:@\\[\\]0-9%]{0,24}/[ -~]{0,30}").prop_map(|s| s),
     ]
+}
+
+/// `Origin` values as browsers send them, and their near misses.
+fn origin_header() -> impl Strategy<Value = String> {
+    (
+        prop::sample::select(vec!["http://", "https://", "HTTPS://", "ftp://", ""]),
+        prop::sample::select(vec![
+            "shop.example",
+            "Shop.Example",
+            "shop.example.",
+            "shop.example.evil",
+            "evil.example",
+            "xn--shop.example",
+            "127.0.0.1",
+            "127.1",
+            "[::1]",
+            "shop..example",
+            "",
+        ]),
+        prop::sample::select(vec!["", ":80", ":443", ":8080", ":08080", ":", ":65536"]),
+        prop::sample::select(vec!["", "/", " ", "/x", "@evil.example"]),
+    )
+        .prop_map(|(scheme, host, port, tail)| format!("{scheme}{host}{port}{tail}"))
 }
 
 fn pixel_query() -> impl Strategy<Value = String> {
