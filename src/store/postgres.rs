@@ -3,7 +3,7 @@
 //!
 //! # Schema
 //!
-//! The tables, columns and indexes of the SQLite schema at its version 5 (see
+//! The tables, columns and indexes of the SQLite schema at its version 6 (see
 //! [`super::sqlite`]), with PostgreSQL types: integers are `BIGINT` (`is_bot` an `INTEGER`
 //! 0 or 1, as in SQLite, so exports are identical), ids are identity columns, and every text
 //! column is `COLLATE "C"`, so text compares, sorts and lower-cases byte-wise exactly as in
@@ -44,7 +44,12 @@ use super::postgres_conn::Manager;
 use super::{normalize_email, ContactId, Event, EventKind, Store, StoreError, SESSION_IDLE_MS};
 
 /// Migrations, in order, numbered as SQLite's (see the module doc). Append only.
-const MIGRATIONS: &[(u32, &str)] = &[(3, MIGRATION_3), (4, MIGRATION_4), (5, MIGRATION_5)];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (3, MIGRATION_3),
+    (4, MIGRATION_4),
+    (5, MIGRATION_5),
+    (6, MIGRATION_6),
+];
 
 const MIGRATION_3: &str = r#"
 CREATE TABLE events (
@@ -127,6 +132,20 @@ CREATE INDEX event_batches_committed_at ON event_batches (committed_at);
 /// The index on `session_id` goes, as in SQLite's migration 5 (no query looks events up by
 /// session; every event paid for an entry).
 const MIGRATION_5: &str = "DROP INDEX IF EXISTS events_session;";
+
+/// The indexes on columns that are empty on most events leave those events out, as in
+/// SQLite's migration 6. Every query that used them looks up a value (`col = $1`, a join on
+/// the column, `IN`), which PostgreSQL proves implies `col IS NOT NULL`.
+const MIGRATION_6: &str = "
+DROP INDEX events_visitor;
+DROP INDEX events_contact;
+DROP INDEX events_smids;
+DROP INDEX events_company_ts;
+CREATE INDEX events_visitor    ON events (visitor_id)     WHERE visitor_id IS NOT NULL;
+CREATE INDEX events_contact    ON events (contact_id)     WHERE contact_id IS NOT NULL;
+CREATE INDEX events_smids      ON events (smids)          WHERE smids IS NOT NULL;
+CREATE INDEX events_company_ts ON events (company, ts_ms) WHERE company IS NOT NULL;
+";
 
 /// How long a batch's key is kept: far longer than the writer retries a batch.
 const BATCH_KEY_TTL_MS: i64 = 60 * 60 * 1000;
