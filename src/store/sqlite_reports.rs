@@ -602,16 +602,7 @@ impl Reports for SqliteStore {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let p: Params<'_> = vec![(":contact", &id)];
-        // Sessions first, while the events and links that name the visitors still exist.
-        tx.prepare_cached(&format!(
-            "WITH {THEIR_EVENTS}
-             DELETE FROM visitor_sessions WHERE visitor_id IN (
-                 SELECT visitor_id FROM visitor_contacts WHERE contact_id = :contact
-                 UNION
-                 SELECT visitor_id FROM events WHERE id IN their
-             )"
-        ))?
-        .execute(&*p)?;
+        // A visitor's session is its latest event's: it goes with the events.
         let events = tx
             .prepare_cached(&format!(
                 "WITH {THEIR_EVENTS} DELETE FROM events WHERE id IN their"
@@ -758,7 +749,7 @@ mod tests {
         let store = SqliteStore::open_in_memory().unwrap();
         let conn = store.lock();
         let their = plan(&conn, &format!("WITH {THEIR_EVENTS} SELECT id FROM their"));
-        for index in ["events_contact", "events_visitor", "events_smids"] {
+        for index in ["events_contact", "events_visitor_ts", "events_smids"] {
             assert!(their.contains(&format!("INDEX {index} ")), "{their}");
         }
         assert!(!their.contains("SCAN events"), "{their}");
