@@ -6,8 +6,6 @@
 //! from their index on `(visitor_id, ts_ms)`. So an event costs no write beyond its own row,
 //! and deleting events (retention, erasing a contact) leaves no session state behind.
 
-use std::collections::hash_map::{Entry, HashMap};
-
 use super::{Event, SESSION_IDLE_MS};
 
 /// A visitor's latest event: its session (`None` for events stored before sessions were
@@ -22,10 +20,12 @@ pub(super) struct Latest {
 /// its own `session_id` or has no visitor.
 ///
 /// `stored` gives a visitor's latest stored event; it is called at most once per visitor, and
-/// only for visitors with an event to assign.
+/// only for visitors with an event to assign and none marked [`Event::new_visitor`] (whose id
+/// was created by this batch's beacon, so nothing can be stored for it).
 ///
-/// Events are taken in `ts_ms` order (a stable sort, so equal times keep batch order, which is
-/// the order they are stored in), each as if the ones before it were already stored:
+/// Each visitor's events are taken in `ts_ms` order (a stable sort, so equal times keep batch
+/// order, which is the order they are stored in), each as if the ones before it were already
+/// stored:
 /// - an event without `session_id` continues the session of the visitor's latest event, unless
 ///   there is none, it has no session, or the event is more than [`SESSION_IDLE_MS`] after it;
 ///   then it starts a new session with a fresh time-ordered id;
@@ -36,52 +36,45 @@ pub(super) fn assign<E>(
     mut stored: impl FnMut(&str) -> Result<Option<Latest>, E>,
 ) -> Result<Vec<Option<String>>, E> {
     let mut assigned = vec![None; events.len()];
-    let needing: std::collections::HashSet<&str> = events
+    // The events with a visitor, grouped by visitor and in time order within each: a sort
+    // rather than a map from visitor to events, which would hash every id several times.
+    let mut order: Vec<(&str, usize)> = events
         .iter()
-        .filter(|e| e.session_id.is_none())
-        .filter_map(|e| e.visitor_id.as_deref())
+        .enumerate()
+        .filter_map(|(i, e)| Some((e.visitor_id.as_deref()?, i)))
         .collect();
-    if needing.is_empty() {
-        return Ok(assigned);
-    }
-    // The events of those visitors, own sessions included: they can be the latest.
-    let mut order: Vec<usize> = (0..events.len())
-        .filter(|&i| {
-            events[i]
-                .visitor_id
-                .as_deref()
-                .is_some_and(|v| needing.contains(v))
-        })
-        .collect();
-    order.sort_by_key(|&i| events[i].ts_ms);
-
-    let mut latest: HashMap<&str, Option<Latest>> = HashMap::new();
-    for i in order {
-        let e = &events[i];
-        let Some(visitor) = e.visitor_id.as_deref() else {
-            continue; // filtered out above
+    order.sort_by(|a, b| a.0.cmp(b.0).then(events[a.1].ts_ms.cmp(&events[b.1].ts_ms)));
+    for run in order.chunk_by(|a, b| a.0 == b.0) {
+        let visitor = run[0].0;
+        let run = run.iter().map(|&(_, i)| i);
+        if run.clone().all(|i| events[i].session_id.is_some()) {
+            continue; // nothing to assign: own sessions only
+        }
+        let mut latest = if run.clone().any(|i| events[i].new_visitor) {
+            None
+        } else {
+            stored(visitor)?
         };
-        let current = match latest.entry(visitor) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => v.insert(stored(visitor)?),
-        };
-        let session = match &e.session_id {
-            Some(own) => own.clone(),
-            None => {
-                let continued = current.as_ref().and_then(|l| {
-                    let idle = e.ts_ms.saturating_sub(l.ts_ms) > SESSION_IDLE_MS;
-                    l.session_id.clone().filter(|_| !idle)
+        for i in run {
+            let e = &events[i];
+            let session = match &e.session_id {
+                Some(own) => own.clone(),
+                None => {
+                    let continued = latest.as_ref().and_then(|l| {
+                        let idle = e.ts_ms.saturating_sub(l.ts_ms) > SESSION_IDLE_MS;
+                        l.session_id.clone().filter(|_| !idle)
+                    });
+                    let session = continued.unwrap_or_else(new_session_id);
+                    assigned[i] = Some(session.clone());
+                    session
+                }
+            };
+            if latest.as_ref().is_none_or(|l| e.ts_ms >= l.ts_ms) {
+                latest = Some(Latest {
+                    session_id: Some(session),
+                    ts_ms: e.ts_ms,
                 });
-                let session = continued.unwrap_or_else(new_session_id);
-                assigned[i] = Some(session.clone());
-                session
             }
-        };
-        if current.as_ref().is_none_or(|l| e.ts_ms >= l.ts_ms) {
-            *current = Some(Latest {
-                session_id: Some(session),
-                ts_ms: e.ts_ms,
-            });
         }
     }
     Ok(assigned)
@@ -168,5 +161,18 @@ mod tests {
         assert_eq!(asked, ["a"]);
         assert_eq!(got[0], got[1]);
         assert_eq!((got[2].as_ref(), got[3].as_ref()), (None, None));
+    }
+
+    /// A visitor created by the batch's own beacon has nothing stored to look up.
+    #[test]
+    fn a_new_visitor_is_not_looked_up() {
+        let mut first = event(Some("n"), 5, None);
+        first.new_visitor = true;
+        let got = assign(
+            &[event(Some("n"), 6, None), first],
+            |_: &str| -> Result<Option<Latest>, ()> { panic!("looked up a new visitor") },
+        )
+        .unwrap();
+        assert!(got[0].is_some() && got[0] == got[1]);
     }
 }

@@ -104,7 +104,6 @@
 //! writer, and a power cut can lose at most the last few committed batches but never corrupts
 //! the file, which is the right trade for analytics events.
 
-use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -695,21 +694,11 @@ fn link(
 
 /// Assigns a session to each event of the batch that has a visitor but no session (see
 /// `store::sessions`), reading the visitors' latest events within the caller's transaction.
-/// Returns the assigned id per event index.
+/// Returns the assigned id per event index. A new visitor's look-up is skipped there (a
+/// B-tree descent at a random place per new visitor, most of the beacons of first visits).
 fn assign_sessions(conn: &Connection, events: &[Event]) -> rusqlite::Result<Vec<Option<String>>> {
-    // A visitor created by this batch's own beacon has no stored event: the look-up would only
-    // confirm it (a B-tree descent at a random place per new visitor, most of the beacons of
-    // first visits).
-    let fresh: HashSet<&str> = events
-        .iter()
-        .filter(|e| e.new_visitor)
-        .filter_map(|e| e.visitor_id.as_deref())
-        .collect();
     let mut select = conn.prepare_cached(SELECT_LATEST_EVENT)?;
     sessions::assign(events, |visitor| {
-        if fresh.contains(visitor) {
-            return Ok(None);
-        }
         select
             .query_row([visitor], |r| {
                 Ok(Latest {
