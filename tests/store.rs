@@ -1105,3 +1105,51 @@ fn two_postgres_instances_share_sessions_and_links() {
         Some("vendor-x")
     );
 }
+
+/// PostgreSQL can serve the store's look-ups of one visitor, contact, cross-site id or company
+/// from the indexes that leave out events without a value (migrations 6 and 7): with
+/// sequential scans switched off, a plan that could not use them would still scan the table.
+#[test]
+fn postgres_look_ups_use_the_partial_indexes() {
+    let db = TestDb::new(Backend::Postgres, "pg-plans");
+    drop(db.open());
+    let mut client = db.pg_config().connect(postgres::NoTls).unwrap();
+    client.batch_execute("SET enable_seqscan = off").unwrap();
+    let mut plan = |sql: &str| -> String {
+        let rows = client.query(&format!("EXPLAIN {sql}"), &[&"x"]).unwrap();
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for (sql, index) in [
+        // A visitor's latest event (its current session), newest first without a sort.
+        (
+            "SELECT session_id, ts_ms FROM events WHERE visitor_id = $1
+             ORDER BY ts_ms DESC, id DESC LIMIT 1",
+            "events_visitor_ts",
+        ),
+        (
+            "UPDATE events SET contact_id = $1 WHERE visitor_id = $1 AND contact_id IS NULL",
+            "events_visitor_ts",
+        ),
+        (
+            "SELECT id FROM events WHERE contact_id = $1",
+            "events_contact",
+        ),
+        (
+            "SELECT id FROM events WHERE contact_id IS NULL AND smids IN (
+                 SELECT smids FROM events WHERE contact_id = $1 AND smids IS NOT NULL)",
+            "events_smids",
+        ),
+        (
+            "SELECT count(*) FROM events WHERE company = $1 AND ts_ms >= 0 AND ts_ms < 10",
+            "events_company_ts",
+        ),
+    ] {
+        let p = plan(sql);
+        assert!(p.contains(index), "{sql}\n{p}");
+        assert!(!p.contains("Seq Scan on events"), "{sql}\n{p}");
+        assert!(!p.contains("Sort"), "{sql}\n{p}");
+    }
+}
