@@ -527,8 +527,8 @@ fn a_version_1_file_migrates_to_2_and_keeps_its_rows() {
             .unwrap()
     };
     // Every migration SQLite has; 4 is PostgreSQL's alone (batch keys).
-    assert_eq!(versions, [1, 2, 3, 5]);
-    assert_eq!(SqliteStore::latest_schema_version(), 5);
+    assert_eq!(versions, [1, 2, 3, 5, 6, 7]);
+    assert_eq!(SqliteStore::latest_schema_version(), 7);
 
     // Contacts and events survive the rebuild unchanged.
     assert_eq!(
@@ -543,6 +543,11 @@ fn a_version_1_file_migrates_to_2_and_keeps_its_rows() {
     assert_eq!(store.count_events(None).unwrap(), 1);
     assert_eq!(contact_ids(&db, "v1"), vec![Some(a.0.clone())]);
     assert_eq!(sessions(&db, "v1"), vec![(None, 5)]);
+    // The visitor's latest event has no session: the next one starts a session.
+    store
+        .insert_batch(&[pageview("shop", Some("v1"), 6)])
+        .unwrap();
+    assert!(sessions(&db, "v1")[1].0.is_some());
 
     // Emails are still unique, and the upsert by email still finds the old row.
     assert_eq!(store.upsert_contact_by_email(" A@Firma.pl", 40).unwrap(), a);
@@ -581,11 +586,13 @@ fn a_version_1_file_migrates_to_2_and_keeps_its_rows() {
     };
     let tables = objects("table");
     assert!(tables.contains(&"contacts".to_owned()));
-    assert!(tables.contains(&"visitor_sessions".to_owned()));
+    // Created by migration 2, dropped by 7 (the latest event says the session).
+    assert!(!tables.contains(&"visitor_sessions".to_owned()));
     assert!(!tables.contains(&"contacts_new".to_owned()));
     // Created by migration 2, dropped by 5 (no query looks events up by session).
     assert!(!objects("index").contains(&"events_session".to_owned()));
-    assert!(objects("index").contains(&"events_visitor".to_owned()));
+    assert!(objects("index").contains(&"events_visitor_ts".to_owned()));
+    assert!(!objects("index").contains(&"events_visitor".to_owned()));
 }
 
 #[test]
@@ -712,14 +719,11 @@ fn sessions_split_after_thirty_minutes_of_inactivity(backend: Backend) {
         assert_eq!(parsed.get_version_num(), 7, "time-ordered");
         assert_eq!(&parsed.hyphenated().to_string(), id);
     }
-    let row = &db.rows(
-        "SELECT session_id, last_ts_ms FROM visitor_sessions WHERE visitor_id = 'v'",
-        &[],
-    )[0];
-    assert_eq!(
-        (row[0].text(), row[1].int()),
-        (Some(s[4].clone()), t0 + 61 * MIN)
-    );
+    // The next batch continues from the latest event (61 min), not from the session's start.
+    store
+        .insert_batch(&[pageview("shop", Some("v"), t0 + 61 * MIN + SESSION_IDLE_MS)])
+        .unwrap();
+    assert_eq!(session_ids(&db, "v")[5], s[4]);
 }
 
 fn exactly_thirty_minutes_still_continues_the_session(backend: Backend) {
@@ -752,7 +756,6 @@ fn two_visitors_have_different_sessions(backend: Backend) {
     assert_eq!(s1[0], s1[1]);
     assert_eq!(s2[0], s2[1]);
     assert_ne!(s1[0], s2[0]);
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM visitor_sessions"), 2);
 }
 
 fn out_of_order_events_in_one_batch_are_assigned_in_time_order(backend: Backend) {
@@ -775,22 +778,6 @@ fn out_of_order_events_in_one_batch_are_assigned_in_time_order(backend: Backend)
     let s2 = session_ids(&db, "v2");
     assert_eq!(s2.len(), 2);
     assert_ne!(s2[0], s2[1]);
-    // The latest event's session and time are what the next batch continues from.
-    let state: Vec<(String, String, i64)> = db
-        .rows(
-            "SELECT visitor_id, session_id, last_ts_ms FROM visitor_sessions ORDER BY visitor_id",
-            &[],
-        )
-        .iter()
-        .map(|r| (r[0].text().unwrap(), r[1].text().unwrap(), r[2].int()))
-        .collect();
-    assert_eq!(
-        state,
-        vec![
-            ("v1".into(), s1[0].clone(), 50 * MIN),
-            ("v2".into(), s2[1].clone(), 100 * MIN),
-        ]
-    );
     // Rows are still stored in batch order.
     let ts_by_id: Vec<i64> = db
         .rows("SELECT ts_ms FROM events ORDER BY id", &[])
@@ -798,29 +785,57 @@ fn out_of_order_events_in_one_batch_are_assigned_in_time_order(backend: Backend)
         .map(|r| r[0].int())
         .collect();
     assert_eq!(ts_by_id, [0, 100 * MIN, 50 * MIN, 0, 25 * MIN]);
+    // The next batch continues from each visitor's latest event in time, not in batch order.
+    store
+        .insert_batch(&[
+            pageview("shop", Some("v1"), 50 * MIN + SESSION_IDLE_MS),
+            pageview("shop", Some("v2"), 100 * MIN + SESSION_IDLE_MS),
+        ])
+        .unwrap();
+    assert_eq!(session_ids(&db, "v1")[3], s1[0]);
+    assert_eq!(session_ids(&db, "v2")[2], s2[1]);
 }
 
-fn an_explicit_session_id_is_kept(backend: Backend) {
+/// Only the API and imports send a `session_id`: it is kept, and as the visitor's latest
+/// event it is the session the visitor's next events continue.
+fn an_explicit_session_id_is_kept_and_continued_while_latest(backend: Backend) {
     let db = TestDb::new(backend, "explicit");
     let store = db.open();
-    let mut tab = pageview("shop", Some("v"), 10);
-    tab.session_id = Some("tab-1".into());
-    store.insert_batch(&[tab.clone()]).unwrap();
-    assert_eq!(sessions(&db, "v"), vec![(Some("tab-1".into()), 10)]);
-    assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM visitor_sessions"),
-        0,
-        "an explicit session does not touch assignment"
-    );
-
-    tab.ts_ms = 30;
+    let explicit = |ts_ms: i64, id: &str| Event {
+        session_id: Some(id.to_owned()),
+        ..pageview("shop", Some("v"), ts_ms)
+    };
     store
-        .insert_batch(&[pageview("shop", Some("v"), 20), tab])
+        .insert_batch(&[pageview("shop", Some("v"), 0)])
         .unwrap();
-    let s = sessions(&db, "v");
-    assert_eq!(s[0].0.as_deref(), Some("tab-1"));
-    assert!(s[1].0.as_deref().is_some_and(|id| id != "tab-1"));
-    assert_eq!(s[2].0.as_deref(), Some("tab-1"));
+    store.insert_batch(&[explicit(5 * MIN, "tab-1")]).unwrap();
+    store
+        .insert_batch(&[
+            pageview("shop", Some("v"), 10 * MIN),
+            // Older than the latest event: kept, but not continued.
+            explicit(MIN, "old"),
+            pageview("shop", Some("v"), 12 * MIN),
+        ])
+        .unwrap();
+    let s: Vec<Option<String>> = sessions(&db, "v").into_iter().map(|(s, _)| s).collect();
+    let assigned = s[0].clone().unwrap();
+    assert_ne!(assigned, "tab-1");
+    assert_eq!(
+        s,
+        [
+            Some(assigned),
+            Some("old".to_owned()),
+            Some("tab-1".to_owned()),
+            Some("tab-1".to_owned()),
+            Some("tab-1".to_owned())
+        ]
+    );
+    // A visitor with only explicit sessions in a batch gets nothing assigned.
+    store.insert_batch(&[explicit(20 * MIN, "tab-2")]).unwrap();
+    assert_eq!(
+        sessions(&db, "v").last().unwrap().0.as_deref(),
+        Some("tab-2")
+    );
 }
 
 fn events_without_a_visitor_have_no_session(backend: Backend) {
@@ -833,7 +848,6 @@ fn events_without_a_visitor_have_no_session(backend: Backend) {
         count(&db, "SELECT COUNT(*) FROM events WHERE session_id IS NULL"),
         2
     );
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM visitor_sessions"), 0);
 }
 
 fn sessions_continue_across_batches_and_reopening(backend: Backend) {
@@ -871,13 +885,32 @@ fn sessions_continue_across_batches_and_reopening(backend: Backend) {
     assert_eq!(s[1].0, *first);
     assert_eq!(s[3].0, *first);
     assert_eq!(s[2].0, *second, "late event joins the current session");
-    assert_eq!(
-        count(
-            &db,
-            "SELECT last_ts_ms FROM visitor_sessions WHERE visitor_id = 'v'"
-        ),
-        60 * MIN
-    );
+    // The latest event is still the one at 60 min: the late event did not replace it.
+    db.open()
+        .insert_batch(&[pageview("shop", Some("v"), 60 * MIN + SESSION_IDLE_MS)])
+        .unwrap();
+    assert_eq!(session_ids(&db, "v")[5], *second);
+}
+
+/// A visitor's session is its latest event's: deleting the events (retention here) leaves no
+/// session behind, and the visitor's next event starts a new one.
+fn sessions_go_with_their_events(backend: Backend) {
+    let db = TestDb::new(backend, "session-retention");
+    let store = db.open();
+    store
+        .insert_batch(&[
+            pageview("shop", Some("v"), 0),
+            pageview("shop", Some("v"), 10 * MIN),
+        ])
+        .unwrap();
+    let first = session_ids(&db, "v")[0].clone();
+    assert_eq!(store.delete_older_than(11 * MIN).unwrap(), 2);
+    store
+        .insert_batch(&[pageview("shop", Some("v"), 20 * MIN)])
+        .unwrap();
+    let next = session_ids(&db, "v");
+    assert_eq!(next.len(), 1);
+    assert_ne!(next[0], first);
 }
 
 fn sessions_are_assigned_through_the_writer(backend: Backend) {
@@ -923,7 +956,6 @@ fn a_failed_batch_leaves_no_contacts_or_sessions_behind(backend: Backend) {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM events"), 0);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM contacts"), 0);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM visitor_contacts"), 0);
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM visitor_sessions"), 0);
 
     // The retry after the problem is gone stores everything once.
     db.execute(match backend {
@@ -933,12 +965,36 @@ fn a_failed_batch_leaves_no_contacts_or_sessions_behind(backend: Backend) {
     assert_eq!(store.insert_batch(&batch).unwrap(), 3);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM events"), 3);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM contacts"), 1);
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM visitor_sessions"), 2);
     let s = session_ids(&db, "v1");
     assert_eq!(s[0], s[1]);
 }
 
+/// The indexes on columns that most events leave empty have no entries for those events
+/// (migration 6): an anonymous page view pays for none of them.
+fn indexes_on_optional_columns_leave_out_empty_values(backend: Backend) {
+    let db = TestDb::new(backend, "partial-indexes");
+    drop(db.open());
+    let sql = match backend {
+        Backend::Sqlite => "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = $1",
+        Backend::Postgres => "SELECT indexdef FROM pg_indexes WHERE indexname = $1",
+    };
+    for (index, column) in [
+        ("events_visitor_ts", "visitor_id"),
+        ("events_contact", "contact_id"),
+        ("events_smids", "smids"),
+        ("events_company_ts", "company"),
+    ] {
+        let def = db.rows(sql, &[index])[0][0].text().unwrap();
+        let partial = format!("WHERE {column} IS NOT NULL");
+        assert!(
+            def.replace(['(', ')'], "").ends_with(&partial),
+            "{index}: {def}"
+        );
+    }
+}
+
 both_backends!(
+    indexes_on_optional_columns_leave_out_empty_values,
     events_from_several_threads_are_all_written_by_shutdown,
     dropping_the_writer_also_flushes,
     reopening_applies_migrations_once_and_keeps_data,
@@ -958,9 +1014,10 @@ both_backends!(
     exactly_thirty_minutes_still_continues_the_session,
     two_visitors_have_different_sessions,
     out_of_order_events_in_one_batch_are_assigned_in_time_order,
-    an_explicit_session_id_is_kept,
+    an_explicit_session_id_is_kept_and_continued_while_latest,
     events_without_a_visitor_have_no_session,
     sessions_continue_across_batches_and_reopening,
+    sessions_go_with_their_events,
     sessions_are_assigned_through_the_writer,
     a_failed_batch_leaves_no_contacts_or_sessions_behind,
 );
@@ -996,9 +1053,9 @@ fn postgres_instances_starting_together_migrate_once() {
     assert_eq!(stores[5].count_events(None).unwrap(), 1);
 }
 
-/// PostgreSQL's migrations so far: version 3 (the schema), 4 (batch keys) and 5 (no
-/// `events_session`).
-const MIGRATIONS_IN_POSTGRES: i64 = 3;
+/// PostgreSQL's migrations so far: version 3 (the schema), 4 (batch keys), 5 (no
+/// `events_session`), 6 (partial indexes) and 7 (no `visitor_sessions`).
+const MIGRATIONS_IN_POSTGRES: i64 = 5;
 
 /// Two instances writing the same visitors at the same time: each visitor still gets one
 /// session (the per-visitor lock serialises them), and an identification written by one
@@ -1034,10 +1091,6 @@ fn two_postgres_instances_share_sessions_and_links() {
         assert_eq!(s.len(), 2 * ROUNDS as usize);
         assert!(s.iter().all(|id| *id == s[0]), "v{v}: {s:?}");
     }
-    assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM visitor_sessions"),
-        VISITORS
-    );
 
     b.insert_batch(&[identify(Some("v3"), "vendor-x", 2_000_000)])
         .unwrap();
@@ -1051,4 +1104,52 @@ fn two_postgres_instances_share_sessions_and_links() {
         contact_ids(&db, "v3").last().unwrap().as_deref(),
         Some("vendor-x")
     );
+}
+
+/// PostgreSQL can serve the store's look-ups of one visitor, contact, cross-site id or company
+/// from the indexes that leave out events without a value (migrations 6 and 7): with
+/// sequential scans switched off, a plan that could not use them would still scan the table.
+#[test]
+fn postgres_look_ups_use_the_partial_indexes() {
+    let db = TestDb::new(Backend::Postgres, "pg-plans");
+    drop(db.open());
+    let mut client = db.pg_config().connect(postgres::NoTls).unwrap();
+    client.batch_execute("SET enable_seqscan = off").unwrap();
+    let mut plan = |sql: &str| -> String {
+        let rows = client.query(&format!("EXPLAIN {sql}"), &[&"x"]).unwrap();
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for (sql, index) in [
+        // A visitor's latest event (its current session), newest first without a sort.
+        (
+            "SELECT session_id, ts_ms FROM events WHERE visitor_id = $1
+             ORDER BY ts_ms DESC, id DESC LIMIT 1",
+            "events_visitor_ts",
+        ),
+        (
+            "UPDATE events SET contact_id = $1 WHERE visitor_id = $1 AND contact_id IS NULL",
+            "events_visitor_ts",
+        ),
+        (
+            "SELECT id FROM events WHERE contact_id = $1",
+            "events_contact",
+        ),
+        (
+            "SELECT id FROM events WHERE contact_id IS NULL AND smids IN (
+                 SELECT smids FROM events WHERE contact_id = $1 AND smids IS NOT NULL)",
+            "events_smids",
+        ),
+        (
+            "SELECT count(*) FROM events WHERE company = $1 AND ts_ms >= 0 AND ts_ms < 10",
+            "events_company_ts",
+        ),
+    ] {
+        let p = plan(sql);
+        assert!(p.contains(index), "{sql}\n{p}");
+        assert!(!p.contains("Seq Scan on events"), "{sql}\n{p}");
+        assert!(!p.contains("Sort"), "{sql}\n{p}");
+    }
 }

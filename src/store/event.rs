@@ -95,7 +95,8 @@ pub struct Event {
     pub smids: Option<String>,
     /// The visit this event belongs to. The tracker sends none: the store assigns one to every
     /// event with a `visitor_id`, a new session after [`super::SESSION_IDLE_MS`] of inactivity
-    /// (see [`super::Store::insert_batch`]). An event that arrives with one keeps it.
+    /// (see [`super::Store::insert_batch`]). An event that arrives with one keeps it, and the
+    /// visitor's next events continue it if it is the visitor's latest.
     pub session_id: Option<String>,
     /// The full page URL as the browser reported it (for `OutboundClick`: the link target).
     pub url: String,
@@ -142,7 +143,7 @@ pub struct Event {
     /// For `Identify`: how the contact was recognised, e.g. `form`, `email_link`, `linker`.
     pub identify_source: Option<String>,
     /// The first event of a visitor whose `visitor_id` was created by the request that sent
-    /// it: no store can hold a session or a contact link for that id yet, so a store may skip
+    /// it: no store can hold an event or a contact link for that id yet, so a store may skip
     /// looking them up. Only the first event queued for the new id carries it (a later one
     /// may reach the store after the first is written). Not stored; `false` is always
     /// correct, only slower.

@@ -11,6 +11,7 @@ pub mod postgres;
 mod postgres_conn;
 mod postgres_reports;
 pub mod reports;
+mod sessions;
 pub mod sqlite;
 mod sqlite_reopen;
 mod sqlite_reports;
@@ -114,20 +115,28 @@ pub trait Store: Send + Sync {
     /// - `company` is recorded in the companies table.
     ///
     /// It also assigns sessions, because the tracker sends events without one. Every backend
-    /// implements the same rule, with the per-visitor state in the store so it survives
-    /// restarts and is shared by every proxy writing to the store:
-    /// - an event that carries a `session_id` keeps it and does not affect assignment;
+    /// implements the same rule (`store::sessions`), with no state but the stored events, so
+    /// it survives restarts and holds for every proxy writing to the store. A visitor's
+    /// *latest event* is its stored event with the greatest `ts_ms`, the last stored among
+    /// equal times; its session is the visitor's current session:
+    /// - an event that carries a `session_id` keeps it (only the API and imports send one,
+    ///   beacons never); it still counts as the visitor's latest event when it is, so the
+    ///   visitor's next events continue that session;
     /// - an event without `visitor_id` (no cookie consent) keeps `session_id` empty;
-    /// - otherwise the event continues the visitor's current session unless the visitor has
-    ///   none yet or the event is more than [`SESSION_IDLE_MS`] after the visitor's latest
-    ///   event (`ts_ms - last > SESSION_IDLE_MS`); then it starts a new session with a fresh
-    ///   id (a UUID string in the time-ordered v7 layout, see
-    ///   [`crate::identity::time_ordered_uuid`]). The visitor's latest time becomes `max(last, ts_ms)`, so
-    ///   a late event older than the latest one joins the current session;
-    /// - within one batch, each visitor's events are assigned in `ts_ms` order (a stable sort,
-    ///   so equal times keep batch order), not in batch order: beacons from several tabs or
-    ///   proxy threads reach the queue slightly out of order, and a session must not split
-    ///   because of that. Rows are still stored in batch order.
+    /// - otherwise the event continues the session of the visitor's latest event, unless the
+    ///   visitor has none, that event has no session (stored before sessions were assigned),
+    ///   or the event is more than [`SESSION_IDLE_MS`] after it (`ts_ms - latest >
+    ///   SESSION_IDLE_MS`); then it starts a new session with a fresh id (a UUID string in the
+    ///   time-ordered v7 layout, see [`crate::identity::time_ordered_uuid`]). A late event,
+    ///   older than the latest one, joins the current session and does not replace the latest;
+    /// - within one batch, each visitor's events are taken in `ts_ms` order (a stable sort, so
+    ///   equal times keep batch order), each as if the ones before it were stored, not in batch
+    ///   order: beacons from several tabs or proxy threads reach the queue slightly out of
+    ///   order, and a session must not split because of that. Rows are still stored in batch
+    ///   order.
+    ///
+    /// Deleting events (retention, [`Reports::erase_contact`]) deletes the session state with
+    /// them: a visitor whose events are all gone starts a new session.
     fn insert_batch(&self, events: &[Event]) -> Result<usize, StoreError>;
 
     /// Returns the contact with this email, creating it if new (and moving `last_seen` to

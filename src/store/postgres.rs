@@ -3,11 +3,12 @@
 //!
 //! # Schema
 //!
-//! The tables, columns and indexes of the SQLite schema at its version 5 (see
+//! The tables, columns and indexes of the SQLite schema at its version 7 (see
 //! [`super::sqlite`]), with PostgreSQL types: integers are `BIGINT` (`is_bot` an `INTEGER`
-//! 0 or 1, as in SQLite, so exports are identical), ids are identity columns, and every text
-//! column is `COLLATE "C"`, so text compares, sorts and lower-cases byte-wise exactly as in
-//! SQLite whatever locale the database was created with (the reports order keys by text).
+//! 0 or 1, as in SQLite, so exports are identical), ids are identity columns (`id` ends
+//! `events_visitor_ts`, as SQLite's row id ends every index), and every text column is
+//! `COLLATE "C"`, so text compares, sorts and lower-cases byte-wise exactly as in SQLite
+//! whatever locale the database was created with (the reports order keys by text).
 //!
 //! Versions are shared with SQLite: PostgreSQL support starts at version 3, so its first
 //! migration creates that schema at once, and a later migration gets the same number in both
@@ -19,9 +20,9 @@
 //!   that starts while another migrates waits for it, then finds nothing left to do.
 //! - [`Store::insert_batch`] takes a transaction-level advisory lock per visitor of the batch
 //!   (in key order, so two writers cannot deadlock on them) before reading the visitor's
-//!   session and contact link: two instances writing events of one visitor serialise on that
-//!   visitor only, and the session rule holds across the fleet. Contacts and companies are
-//!   upserted in key order for the same reason.
+//!   latest event and contact link: two instances writing events of one visitor serialise on
+//!   that visitor only, and the session rule holds across the fleet. Contacts and companies
+//!   are upserted in key order for the same reason.
 //! - Rows are written with one multi-row `INSERT ... SELECT FROM unnest(...)` per table and
 //!   batch: a round trip per statement, not per event.
 //!
@@ -31,8 +32,8 @@
 //! the pool happens to drop them (see [`super::postgres_conn`]). Until then calls fail with [`StoreError::Unavailable`] or
 //! [`StoreError::Postgres`], and the writer's bounded queue holds events meanwhile.
 
-use std::collections::hash_map::{Entry, HashMap};
 use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,10 +42,17 @@ use postgres::Transaction;
 use r2d2::{Pool, PooledConnection};
 
 use super::postgres_conn::Manager;
-use super::{normalize_email, ContactId, Event, EventKind, Store, StoreError, SESSION_IDLE_MS};
+use super::sessions::{self, Latest};
+use super::{normalize_email, ContactId, Event, EventKind, Store, StoreError};
 
 /// Migrations, in order, numbered as SQLite's (see the module doc). Append only.
-const MIGRATIONS: &[(u32, &str)] = &[(3, MIGRATION_3), (4, MIGRATION_4), (5, MIGRATION_5)];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (3, MIGRATION_3),
+    (4, MIGRATION_4),
+    (5, MIGRATION_5),
+    (6, MIGRATION_6),
+    (7, MIGRATION_7),
+];
 
 const MIGRATION_3: &str = r#"
 CREATE TABLE events (
@@ -127,6 +135,29 @@ CREATE INDEX event_batches_committed_at ON event_batches (committed_at);
 /// The index on `session_id` goes, as in SQLite's migration 5 (no query looks events up by
 /// session; every event paid for an entry).
 const MIGRATION_5: &str = "DROP INDEX IF EXISTS events_session;";
+
+/// The indexes on columns that are empty on most events leave those events out, as in
+/// SQLite's migration 6. Every query that used them looks up a value (`col = $1`, a join on
+/// the column, `IN`), which PostgreSQL proves implies `col IS NOT NULL`.
+const MIGRATION_6: &str = "
+DROP INDEX events_visitor;
+DROP INDEX events_contact;
+DROP INDEX events_smids;
+DROP INDEX events_company_ts;
+CREATE INDEX events_visitor    ON events (visitor_id)     WHERE visitor_id IS NOT NULL;
+CREATE INDEX events_contact    ON events (contact_id)     WHERE contact_id IS NOT NULL;
+CREATE INDEX events_smids      ON events (smids)          WHERE smids IS NOT NULL;
+CREATE INDEX events_company_ts ON events (company, ts_ms) WHERE company IS NOT NULL;
+";
+
+/// No session table, as in SQLite's migration 7: a visitor's current session is the session
+/// of its latest event. `id` ends the index, as SQLite's row id does, so the last stored of
+/// equal times is found without sorting.
+const MIGRATION_7: &str = "
+DROP INDEX events_visitor;
+CREATE INDEX events_visitor_ts ON events (visitor_id, ts_ms, id) WHERE visitor_id IS NOT NULL;
+DROP TABLE visitor_sessions;
+";
 
 /// How long a batch's key is kept: far longer than the writer retries a batch.
 const BATCH_KEY_TTL_MS: i64 = 60 * 60 * 1000;
@@ -309,94 +340,48 @@ fn link(
     )
 }
 
-/// A visitor's current session while a batch is being assigned.
-struct VisitorSession {
-    session_id: String,
-    last_ts_ms: i64,
-    /// Differs from the `visitor_sessions` row, which must be written back.
-    changed: bool,
-}
-
-impl VisitorSession {
-    fn start(ts_ms: i64) -> Self {
-        VisitorSession {
-            session_id: crate::identity::time_ordered_uuid().to_string(),
-            last_ts_ms: ts_ms,
-            changed: true,
-        }
-    }
-}
-
-/// Assigns sessions exactly as the SQLite store does (see [`Store::insert_batch`]), with the
-/// visitors' stored sessions read in one query; writes the changed ones back. Returns the
-/// assigned id per event index.
+/// Assigns sessions exactly as the SQLite store does (see `store::sessions`), with the latest
+/// events of the batch's visitors read in one query. Returns the assigned id per event index.
 fn assign_sessions(
     tx: &mut Transaction<'_>,
     events: &[Event],
     visitors: &[&str],
 ) -> Result<Vec<Option<String>>, postgres::Error> {
-    let mut assigned = vec![None; events.len()];
-    let mut order: Vec<usize> = (0..events.len())
-        .filter(|&i| events[i].session_id.is_none() && events[i].visitor_id.is_some())
-        .collect();
-    if order.is_empty() {
-        return Ok(assigned);
+    if !events
+        .iter()
+        .any(|e| e.session_id.is_none() && e.visitor_id.is_some())
+    {
+        return Ok(vec![None; events.len()]);
     }
-    order.sort_by_key(|&i| events[i].ts_ms);
-
-    let mut stored: HashMap<String, (String, i64)> = HashMap::new();
+    // A visitor created by this batch's own beacon has no stored event (see SQLite's).
+    let fresh: HashSet<&str> = events
+        .iter()
+        .filter(|e| e.new_visitor)
+        .filter_map(|e| e.visitor_id.as_deref())
+        .collect();
+    let visitors: Vec<&str> = visitors
+        .iter()
+        .copied()
+        .filter(|v| !fresh.contains(v))
+        .collect();
+    let mut stored: HashMap<String, Latest> = HashMap::new();
     for row in tx.query(
-        "SELECT visitor_id, session_id, last_ts_ms FROM visitor_sessions
-         WHERE visitor_id = ANY($1)",
+        "SELECT v, l.session_id, l.ts_ms FROM unnest($1::text[]) AS v
+         CROSS JOIN LATERAL (
+             SELECT session_id, ts_ms FROM events WHERE visitor_id = v
+             ORDER BY ts_ms DESC, id DESC LIMIT 1
+         ) AS l",
         &[&visitors],
     )? {
-        stored.insert(row.get(0), (row.get(1), row.get(2)));
+        stored.insert(
+            row.get(0),
+            Latest {
+                session_id: row.get(1),
+                ts_ms: row.get(2),
+            },
+        );
     }
-
-    let mut state: HashMap<&str, VisitorSession> = HashMap::new();
-    for i in order {
-        let e = &events[i];
-        let Some(visitor) = e.visitor_id.as_deref() else {
-            continue; // filtered out above
-        };
-        let s = match state.entry(visitor) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => v.insert(match stored.remove(visitor) {
-                Some((session_id, last_ts_ms)) => VisitorSession {
-                    session_id,
-                    last_ts_ms,
-                    changed: false,
-                },
-                None => VisitorSession::start(e.ts_ms),
-            }),
-        };
-        if e.ts_ms.saturating_sub(s.last_ts_ms) > SESSION_IDLE_MS {
-            *s = VisitorSession::start(e.ts_ms);
-        } else if e.ts_ms > s.last_ts_ms {
-            s.last_ts_ms = e.ts_ms;
-            s.changed = true;
-        }
-        assigned[i] = Some(s.session_id.clone());
-    }
-
-    let changed: Vec<(&str, &VisitorSession)> = state
-        .iter()
-        .filter(|(_, s)| s.changed)
-        .map(|(v, s)| (*v, s))
-        .collect();
-    if !changed.is_empty() {
-        let ids: Vec<&str> = changed.iter().map(|(v, _)| *v).collect();
-        let sessions: Vec<&str> = changed.iter().map(|(_, s)| s.session_id.as_str()).collect();
-        let last: Vec<i64> = changed.iter().map(|(_, s)| s.last_ts_ms).collect();
-        tx.execute(
-            "INSERT INTO visitor_sessions (visitor_id, session_id, last_ts_ms)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[])
-             ON CONFLICT (visitor_id) DO UPDATE SET
-                 session_id = excluded.session_id, last_ts_ms = excluded.last_ts_ms",
-            &[&ids, &sessions, &last],
-        )?;
-    }
-    Ok(assigned)
+    sessions::assign(events, |visitor| Ok(stored.remove(visitor)))
 }
 
 /// The contact of every event of a batch, as SQLite's statement-by-statement processing

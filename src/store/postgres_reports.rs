@@ -564,18 +564,7 @@ impl Reports for PostgresStore {
     fn erase_contact(&self, id: &str) -> Result<Erased, StoreError> {
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
-        // Sessions first, while the events and links that name the visitors still exist.
-        tx.execute(
-            &format!(
-                "WITH {THEIR_EVENTS}
-                 DELETE FROM visitor_sessions WHERE visitor_id IN (
-                     SELECT visitor_id FROM visitor_contacts WHERE contact_id = $1
-                     UNION
-                     SELECT visitor_id FROM events WHERE id IN (SELECT id FROM their)
-                 )"
-            ),
-            &[&id],
-        )?;
+        // A visitor's session is its latest event's: it goes with the events.
         let events = tx.execute(
             &format!("WITH {THEIR_EVENTS} DELETE FROM events WHERE id IN (SELECT id FROM their)"),
             &[&id],

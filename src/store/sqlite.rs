@@ -22,7 +22,7 @@
 //!     visitor_id      TEXT,                  -- smuuid
 //!     contact_id      TEXT,                  -- also filled later by link_visitor
 //!     smids           TEXT,
-//!     session_id      TEXT,                  -- assigned from visitor_sessions since (2)
+//!     session_id      TEXT,                  -- assigned since (2), see Store::insert_batch
 //!     url             TEXT    NOT NULL,
 //!     path            TEXT    NOT NULL,
 //!     title           TEXT,
@@ -44,8 +44,6 @@
 //!     os              TEXT,                  -- (3)
 //!     device          TEXT                   -- (3) pc, smartphone, tablet, crawler, ...
 //! );
-//! CREATE INDEX events_visitor   ON events (visitor_id);    -- (1) linking, visitor profiles
-//! CREATE INDEX events_contact   ON events (contact_id);    -- (1) contact profiles
 //! -- (3) Reports (measured with benches/analytics.rs; (1)'s events_site_ts is dropped, this
 //! -- first index replaces it):
 //! CREATE INDEX events_site_bot_ts      ON events (site, is_bot, ts_ms);       -- one site, any
@@ -53,8 +51,18 @@
 //! CREATE INDEX events_site_bot_kind_ts ON events (site, is_bot, kind, ts_ms); -- one site's
 //! --     page views in a period (breakdowns, bounce, entry and exit pages)
 //! CREATE INDEX events_ts               ON events (ts_ms);    -- all sites, a period; retention
-//! CREATE INDEX events_smids            ON events (smids);    -- a contact's cross-site events
-//! CREATE INDEX events_company_ts       ON events (company, ts_ms); -- company cards
+//! -- Look-ups of one id or company. (1) created events_visitor ON events (visitor_id) and
+//! -- events_contact, (3) the others, over every event; (6) made them partial: the events
+//! -- without a value (most events have no contact, no company, and no visitor without cookie
+//! -- consent) get no entry. (7) replaced events_visitor with events_visitor_ts.
+//! CREATE INDEX events_visitor_ts ON events (visitor_id, ts_ms) WHERE visitor_id IS NOT NULL;
+//! --     linking, visitor profiles, a visitor's latest event (its current session)
+//! CREATE INDEX events_contact    ON events (contact_id)     WHERE contact_id IS NOT NULL;
+//! --     contact profiles
+//! CREATE INDEX events_smids      ON events (smids)          WHERE smids IS NOT NULL;
+//! --     a contact's cross-site events
+//! CREATE INDEX events_company_ts ON events (company, ts_ms) WHERE company IS NOT NULL;
+//! --     company cards
 //! -- (2) created events_session ON events (session_id); (5) dropped it: no query looks
 //! -- events up by session, and it cost an index page written per event.
 //!
@@ -84,23 +92,18 @@
 //!     last_seen  INTEGER NOT NULL
 //! );
 //!
-//! -- (2) Each visitor's current session, for assigning sessions to events that arrive without
-//! -- one: a new session after SESSION_IDLE_MS (30 min) without events (see Store::insert_batch).
-//! CREATE TABLE visitor_sessions (
-//!     visitor_id TEXT PRIMARY KEY,
-//!     session_id TEXT    NOT NULL,           -- a time-ordered UUID (v7 layout)
-//!     last_ts_ms INTEGER NOT NULL            -- the visitor's latest event in this session
-//! );
+//! -- (2) created visitor_sessions (visitor_id, session_id, last_ts_ms), each visitor's current
+//! -- session; (7) dropped it: the session of a visitor's latest event is its current one.
 //! ```
 //!
-//! Events stored before migration 2 keep a NULL `session_id`; every visitor's first event after
-//! it starts a session. Events stored before migration 3 keep NULL `browser`, `os` and `device`.
+//! Events stored before migration 2 keep a NULL `session_id`; a visitor whose latest event is
+//! one of them starts a new session with its next event. Events stored before migration 3
+//! keep NULL `browser`, `os` and `device`.
 //!
 //! The file runs in WAL mode with `synchronous=NORMAL`: readers (the dashboard) never block the
 //! writer, and a power cut can lose at most the last few committed batches but never corrupts
 //! the file, which is the right trade for analytics events.
 
-use std::collections::hash_map::{Entry, HashMap};
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -109,8 +112,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior, MAIN_DB};
 
+use super::sessions::{self, Latest};
 use super::sqlite_reopen::{self, Reopen};
-use super::{normalize_email, ContactId, Event, EventKind, Store, StoreError, SESSION_IDLE_MS};
+use super::{normalize_email, ContactId, Event, EventKind, Store, StoreError};
 
 /// How long a statement waits for another connection's lock (the dashboard reading, a second
 /// process on the same file) before failing with SQLITE_BUSY; the writer retries after that.
@@ -125,6 +129,8 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (2, MIGRATION_2),
     (3, MIGRATION_3),
     (5, MIGRATION_5),
+    (6, MIGRATION_6),
+    (7, MIGRATION_7),
 ];
 
 const MIGRATION_1: &str = "
@@ -235,6 +241,36 @@ CREATE INDEX events_company_ts       ON events (company, ts_ms);
 /// benchmark. The same migration in PostgreSQL.
 const MIGRATION_5: &str = "DROP INDEX IF EXISTS events_session;";
 
+/// Fewer index entries per event: the indexes on columns that are empty on most events
+/// (`visitor_id` without cookie consent, `contact_id` and `smids` for anonymous visitors,
+/// `company` without an IP-to-company match) leave those events out, so an anonymous page view
+/// no longer inserts an entry for nothing into each of them. Every query that used them looks
+/// up a value (`col = ?`, `col IN (...)`), which implies `col IS NOT NULL`, so SQLite still
+/// uses them (checked with EXPLAIN QUERY PLAN in `sqlite_reports`' tests); the look-ups of
+/// `contact_id IS NULL` never used `events_contact` (see `THEIR_EVENTS` there). The same
+/// migration in PostgreSQL.
+const MIGRATION_6: &str = "
+DROP INDEX events_visitor;
+DROP INDEX events_contact;
+DROP INDEX events_smids;
+DROP INDEX events_company_ts;
+CREATE INDEX events_visitor    ON events (visitor_id)     WHERE visitor_id IS NOT NULL;
+CREATE INDEX events_contact    ON events (contact_id)     WHERE contact_id IS NOT NULL;
+CREATE INDEX events_smids      ON events (smids)          WHERE smids IS NOT NULL;
+CREATE INDEX events_company_ts ON events (company, ts_ms) WHERE company IS NOT NULL;
+";
+
+/// No session table: a visitor's current session is the session of its latest event (see
+/// `store::sessions`), found through the visitor index, which gains `ts_ms` for that (the row
+/// id that SQLite appends to every index entry orders equal times). `visitor_sessions` cost a
+/// page written per event, at a random place for every new visitor. The same migration in
+/// PostgreSQL.
+const MIGRATION_7: &str = "
+DROP INDEX events_visitor;
+CREATE INDEX events_visitor_ts ON events (visitor_id, ts_ms) WHERE visitor_id IS NOT NULL;
+DROP TABLE visitor_sessions;
+";
+
 /// A visitor without a contact on the event inherits its linked contact, so events sent after
 /// identification by a browser that lost the `smclient` cookie still land on the profile.
 const INSERT_EVENT: &str = "
@@ -280,13 +316,10 @@ ON CONFLICT (id) DO UPDATE SET
 const ENSURE_CONTACT: &str =
     "INSERT OR IGNORE INTO contacts (id, email, first_seen, last_seen) VALUES (?1, NULL, ?2, ?2)";
 
-const SELECT_VISITOR_SESSION: &str =
-    "SELECT session_id, last_ts_ms FROM visitor_sessions WHERE visitor_id = ?1";
-
-const UPSERT_VISITOR_SESSION: &str = "
-INSERT INTO visitor_sessions (visitor_id, session_id, last_ts_ms) VALUES (?1, ?2, ?3)
-ON CONFLICT (visitor_id) DO UPDATE SET
-    session_id = excluded.session_id, last_ts_ms = excluded.last_ts_ms";
+/// A visitor's latest event (see `store::sessions`): the last entry of the visitor in
+/// `events_visitor_ts`, whose order ends with the row id, so the last stored of equal times.
+const SELECT_LATEST_EVENT: &str = "
+SELECT session_id, ts_ms FROM events WHERE visitor_id = ?1 ORDER BY ts_ms DESC, id DESC LIMIT 1";
 
 /// The SQLite [`Store`]. One writing connection behind a mutex: SQLite allows one writer at a
 /// time anyway, and the only frequent caller is the single writer thread.
@@ -635,6 +668,10 @@ fn migrate(conn: &mut Connection, target: u32) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Attaches a visitor's anonymous events to a contact (through `events_visitor_ts`).
+const ATTACH_EVENTS: &str =
+    "UPDATE events SET contact_id = ?2 WHERE visitor_id = ?1 AND contact_id IS NULL";
+
 /// Shared by `link_visitor` and identify events inside `insert_batch`, so both paths link the
 /// same way within whatever transaction the caller holds.
 fn link(
@@ -650,86 +687,27 @@ fn link(
     )?
     .execute(params![visitor_id, contact_id, now_ms])?;
     let attached = conn
-        .prepare_cached(
-            "UPDATE events SET contact_id = ?2 WHERE visitor_id = ?1 AND contact_id IS NULL",
-        )?
+        .prepare_cached(ATTACH_EVENTS)?
         .execute(params![visitor_id, contact_id])?;
     Ok(attached as u64)
 }
 
-/// A visitor's current session while a batch is being assigned.
-struct VisitorSession {
-    session_id: String,
-    last_ts_ms: i64,
-    /// Differs from the `visitor_sessions` row, which must be written back.
-    changed: bool,
-}
-
-impl VisitorSession {
-    fn start(ts_ms: i64) -> Self {
-        VisitorSession {
-            session_id: crate::identity::time_ordered_uuid().to_string(),
-            last_ts_ms: ts_ms,
-            changed: true,
-        }
-    }
-}
-
-/// Assigns a session to each event of the batch that has a visitor but no session, following
-/// the rule in [`Store::insert_batch`]'s doc, and updates `visitor_sessions` within the
-/// caller's transaction. Events are taken in `ts_ms` order (a stable sort of their indexes),
-/// so out-of-order arrival inside a batch does not split a session. Returns the assigned id
-/// per event index; `None` where the event keeps its own `session_id` (or has no visitor).
+/// Assigns a session to each event of the batch that has a visitor but no session (see
+/// `store::sessions`), reading the visitors' latest events within the caller's transaction.
+/// Returns the assigned id per event index. A new visitor's look-up is skipped there (a
+/// B-tree descent at a random place per new visitor, most of the beacons of first visits).
 fn assign_sessions(conn: &Connection, events: &[Event]) -> rusqlite::Result<Vec<Option<String>>> {
-    let mut assigned = vec![None; events.len()];
-    let mut order: Vec<usize> = (0..events.len())
-        .filter(|&i| events[i].session_id.is_none() && events[i].visitor_id.is_some())
-        .collect();
-    if order.is_empty() {
-        return Ok(assigned);
-    }
-    order.sort_by_key(|&i| events[i].ts_ms);
-
-    let mut visitors: HashMap<&str, VisitorSession> = HashMap::new();
-    let mut select = conn.prepare_cached(SELECT_VISITOR_SESSION)?;
-    for i in order {
-        let e = &events[i];
-        let Some(visitor) = e.visitor_id.as_deref() else {
-            continue; // filtered out above
-        };
-        let state = match visitors.entry(visitor) {
-            Entry::Occupied(o) => o.into_mut(),
-            // A visitor created by this event's own beacon has no stored session: the look-up
-            // would only confirm it (a B-tree descent per new visitor, most of the beacons
-            // of first visits).
-            Entry::Vacant(v) if e.new_visitor => v.insert(VisitorSession::start(e.ts_ms)),
-            Entry::Vacant(v) => {
-                let stored = select
-                    .query_row([visitor], |r| {
-                        Ok(VisitorSession {
-                            session_id: r.get(0)?,
-                            last_ts_ms: r.get(1)?,
-                            changed: false,
-                        })
-                    })
-                    .optional()?;
-                v.insert(stored.unwrap_or_else(|| VisitorSession::start(e.ts_ms)))
-            }
-        };
-        if e.ts_ms.saturating_sub(state.last_ts_ms) > SESSION_IDLE_MS {
-            *state = VisitorSession::start(e.ts_ms);
-        } else if e.ts_ms > state.last_ts_ms {
-            state.last_ts_ms = e.ts_ms;
-            state.changed = true;
-        }
-        assigned[i] = Some(state.session_id.clone());
-    }
-
-    let mut upsert = conn.prepare_cached(UPSERT_VISITOR_SESSION)?;
-    for (visitor, state) in visitors.iter().filter(|(_, s)| s.changed) {
-        upsert.execute(params![visitor, state.session_id, state.last_ts_ms])?;
-    }
-    Ok(assigned)
+    let mut select = conn.prepare_cached(SELECT_LATEST_EVENT)?;
+    sessions::assign(events, |visitor| {
+        select
+            .query_row([visitor], |r| {
+                Ok(Latest {
+                    session_id: r.get(0)?,
+                    ts_ms: r.get(1)?,
+                })
+            })
+            .optional()
+    })
 }
 
 impl Store for SqliteStore {
@@ -863,9 +841,22 @@ impl Store for SqliteStore {
     }
 }
 
+/// SQLite's plan for `sql` (parameters left unbound), one line per step.
+#[cfg(test)]
+pub(super) fn query_plan(conn: &Connection, sql: &str) -> String {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let mut rows = stmt.raw_query();
+    let mut steps = Vec::new();
+    while let Some(row) = rows.next().unwrap() {
+        steps.push(row.get::<_, String>(3).unwrap());
+    }
+    steps.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SESSION_IDLE_MS;
 
     fn pageview(visitor: Option<&str>, ts_ms: i64) -> Event {
         Event {
@@ -1026,15 +1017,12 @@ mod tests {
         assert_ne!(session_of(&store, 10), session_of(&store, 11));
         assert_eq!(contact_of(&store, 20).as_deref(), Some(contact.as_str()));
         assert_eq!(contact_of(&store, 11), None);
-        let rows: Vec<(String, i64)> = store
-            .lock()
-            .prepare("SELECT visitor_id, last_ts_ms FROM visitor_sessions ORDER BY visitor_id")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
+        // Each visitor's latest event is where the next one continues.
+        store
+            .insert_batch(&[pageview(Some("v"), later + 1), pageview(Some("w"), 31)])
             .unwrap();
-        assert_eq!(rows, [("v".to_owned(), later), ("w".to_owned(), 30)]);
+        assert_eq!(session_of(&store, later + 1), session_of(&store, later));
+        assert_eq!(session_of(&store, 31), session_of(&store, 30));
     }
 
     #[test]
@@ -1147,6 +1135,19 @@ mod tests {
             .pragma_update(None, "query_only", false)
             .unwrap();
         assert_eq!(store.count_events(None).unwrap(), 1, "the same database");
+    }
+
+    /// Linking and the session look-up find the visitor's events through the visitor index
+    /// (which leaves out events without a visitor), the latest one without sorting.
+    #[test]
+    fn visitor_look_ups_use_the_visitor_index() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let conn = store.lock();
+        let plan = query_plan(&conn, ATTACH_EVENTS);
+        assert!(plan.contains("INDEX events_visitor_ts "), "{plan}");
+        let plan = query_plan(&conn, SELECT_LATEST_EVENT);
+        assert!(plan.contains("INDEX events_visitor_ts "), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
 
     #[test]
