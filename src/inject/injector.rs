@@ -705,6 +705,26 @@ impl Injector {
         }
     }
 
+    /// [`Injector::write`] for the last chunk, then [`Injector::finish`]: the usual last
+    /// chunk, on the fast path, goes out as a slice of itself rather than joined to an empty
+    /// or short end in a fresh buffer.
+    pub fn write_last(&mut self, chunk: Bytes) -> Bytes {
+        if let Mode::Tail(tail) = &mut self.mode {
+            match tail.write_last(chunk) {
+                Ok(out) => {
+                    self.mode = Mode::Pass;
+                    return out;
+                }
+                Err(kept) => {
+                    let out = self.restart(kept);
+                    return join(out, self.finish());
+                }
+            }
+        }
+        let out = self.write(chunk);
+        join(out, self.finish())
+    }
+
     /// Ends the document (runs the document-end fallback); returns the last bytes to send.
     pub fn finish(&mut self) -> Bytes {
         if let Some(b) = self.first_byte.take() {
@@ -917,8 +937,16 @@ pub fn rewrite_all_parsing_everything(
 
 fn run_all(mut inj: Injector, input: &[u8], chunk: usize) -> (Vec<u8>, Outcome) {
     let mut out = Vec::with_capacity(input.len() + 1024);
-    for c in input.chunks(chunk.max(1)) {
-        out.extend_from_slice(&inj.write(Bytes::copy_from_slice(c)));
+    let mut chunks = input.chunks(chunk.max(1)).peekable();
+    while let Some(c) = chunks.next() {
+        let c = Bytes::copy_from_slice(c);
+        if chunks.peek().is_some() {
+            out.extend_from_slice(&inj.write(c));
+        } else {
+            // As the proxy ends a body.
+            out.extend_from_slice(&inj.write_last(c));
+            return (out, inj.outcome());
+        }
     }
     out.extend_from_slice(&inj.finish());
     (out, inj.outcome())

@@ -35,14 +35,16 @@ impl BodyRewrite {
             Some(d) => d.write(&input)?,
             None => input,
         };
-        let mut html = self.injector.write(plain);
-        if end {
-            if let Some(d) = self.decoder.as_mut() {
+        let html = match (end, self.decoder.as_mut()) {
+            (false, _) => self.injector.write(plain),
+            // The last chunk as one piece: unchanged bytes go out as they came, not copied.
+            (true, None) => self.injector.write_last(plain),
+            (true, Some(d)) => {
                 let rest = d.finish()?;
-                html = join(html, self.injector.write(rest));
+                let html = self.injector.write(plain);
+                join(html, self.injector.write_last(rest))
             }
-            html = join(html, self.injector.finish());
-        }
+        };
         match self.encoder.as_mut() {
             None => Ok(html),
             Some(e) => {

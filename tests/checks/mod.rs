@@ -50,6 +50,12 @@ pub fn options_for(selector: usize) -> (Position, Duplicates) {
 
 /// Feeds `input` to the injector in chunks of the given sizes (cycled; 0 counts as 1).
 pub fn inject_in_chunks(opts: InjectorOptions, input: &[u8], sizes: &[usize]) -> Vec<u8> {
+    inject_cut(opts, input, sizes, false)
+}
+
+/// [`inject_in_chunks`], with the last chunk given to `write_last` (as the proxy does) when
+/// `last` is set, else to `write` followed by `finish`.
+pub fn inject_cut(opts: InjectorOptions, input: &[u8], sizes: &[usize], last: bool) -> Vec<u8> {
     let mut inj = Injector::new(opts);
     let mut out = Vec::with_capacity(input.len() + SNIPPET.len());
     let mut rest = input;
@@ -60,9 +66,14 @@ pub fn inject_in_chunks(opts: InjectorOptions, input: &[u8], sizes: &[usize]) ->
             .copied()
             .unwrap_or(rest.len())
             .clamp(1, rest.len());
-        out.extend_from_slice(&inj.write(Bytes::copy_from_slice(&rest[..n])));
+        let chunk = Bytes::copy_from_slice(&rest[..n]);
         rest = &rest[n..];
         i += 1;
+        if last && rest.is_empty() {
+            out.extend_from_slice(&inj.write_last(chunk));
+            return out;
+        }
+        out.extend_from_slice(&inj.write(chunk));
     }
     out.extend_from_slice(&inj.finish());
     out
@@ -152,10 +163,15 @@ pub fn injector_contract(input: &[u8], sizes: &[usize], selector: usize) {
         }
     }
     if outcome.failure.is_none() && !sizes.is_empty() {
-        let chunked = inject_in_chunks(opts, input, sizes);
+        let chunked = inject_in_chunks(opts.clone(), input, sizes);
         assert!(
             chunked == out,
             "cutting the input at {sizes:?} changed the output"
+        );
+        let ended = inject_cut(opts, input, sizes, true);
+        assert!(
+            ended == out,
+            "ending the input at {sizes:?} with write_last changed the output"
         );
     }
 }
