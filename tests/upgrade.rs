@@ -89,7 +89,10 @@ store:\n  sqlite: \"{db}\"\nlog:\n  format: json\n  access: {access}\n",
 }
 
 enum Outcome {
-    Ok,
+    /// A complete answer; `reusable` unless it said `Connection: close`.
+    Ok {
+        reusable: bool,
+    },
     /// The kept-alive connection was closed before any byte of the answer.
     Closed,
     Failed(String),
@@ -151,11 +154,7 @@ fn one_request(r: &mut BufReader<TcpStream>) -> Outcome {
     if !String::from_utf8_lossy(&body).contains("_smid") {
         return Outcome::Failed("page without the monitoring code".into());
     }
-    if close {
-        Outcome::Closed
-    } else {
-        Outcome::Ok
-    }
+    Outcome::Ok { reusable: !close }
 }
 
 #[derive(Default)]
@@ -184,15 +183,16 @@ fn load(addr: String, stop: Arc<AtomicBool>, stats: Arc<Load>) {
             },
         };
         match one_request(&mut c) {
-            Outcome::Ok => {
+            Outcome::Ok { reusable } => {
                 stats.ok.fetch_add(1, Ordering::Relaxed);
-                conn = Some(c);
+                conn = reusable.then_some(c);
             }
             Outcome::Closed if !fresh => {
                 stats.reconnects.fetch_add(1, Ordering::Relaxed);
             }
             Outcome::Closed => {
-                // A fresh connection closed before answering is a failed request.
+                // A fresh connection closed before answering is a failed request: the server
+                // accepted it, so it owes it an answer even while it shuts down.
                 stats.failed.fetch_add(1, Ordering::Relaxed);
                 eprintln!("fresh connection closed without an answer");
             }
@@ -301,6 +301,33 @@ fn sigterm_lets_an_in_flight_request_finish() {
     assert_eq!(access[0]["status"], 200);
     assert_eq!(access[0]["method"], "GET");
     assert!(!log.contains("secret"), "{log}");
+}
+
+#[test]
+fn a_connection_accepted_before_shutdown_gets_its_first_request_answered() {
+    let origin = Origin::respond(|_| html_response(b"<html><head></head><body>late</body></html>"));
+    let dir = TempDir::new("accepted");
+    let listen = free_addr();
+    let cfg = config(&dir.0, &listen, &origin.addr.to_string(), false);
+    let mut p = start(&cfg, false, &dir.0.join("p.log"));
+    wait_accepting(&listen);
+    // Connected (and accepted) but silent when the shutdown starts, the way a browser's
+    // preconnected socket is.
+    let silent = TcpStream::connect(&listen).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut silent = BufReader::new(silent);
+    thread::sleep(Duration::from_millis(300));
+    signal(&p, "TERM");
+    thread::sleep(Duration::from_millis(300));
+    match one_request(&mut silent) {
+        // Answered, and told not to come back: the server is going away.
+        Outcome::Ok { reusable } => assert!(!reusable, "kept alive during a shutdown"),
+        Outcome::Closed => panic!("closed without an answer"),
+        Outcome::Failed(why) => panic!("{why}"),
+    }
+    assert!(wait_exit(&mut p, Duration::from_secs(15)).success());
 }
 
 #[test]

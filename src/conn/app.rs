@@ -86,7 +86,12 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnApp<A> {
             } else {
                 Instant::now() + self.limits.keepalive
             };
-            match wait_for_request(&mut conn, idle_until, &mut shutdown).await {
+            // A connection the server accepted gets its first request answered even when a
+            // shutdown (or an upgrade's hand-over) starts meanwhile: its client has no reason
+            // to expect a close before any answer, and must not see one. Only connections
+            // idle between requests are closed at once.
+            let watch = (!first).then_some(&mut shutdown);
+            match wait_for_request(&mut conn, idle_until, watch).await {
                 Wait::Request => {}
                 Wait::Closed => return,
                 Wait::TimedOut => {
@@ -138,15 +143,23 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnApp<A> {
     }
 }
 
-/// Waits for the first byte of the next request, at most until `until`. An idle connection
-/// is closed as soon as the server starts shutting down, not kept through the grace period.
+/// Waits for the first byte of the next request, at most until `until`. With `shutdown`
+/// given, an idle connection is closed as soon as the server starts shutting down, not kept
+/// through the grace period.
 async fn wait_for_request(
     conn: &mut ConnStream,
     until: Instant,
-    shutdown: &mut ShutdownWatch,
+    shutdown: Option<&mut ShutdownWatch>,
 ) -> Wait {
     let timer = tokio::time::sleep_until(until);
     tokio::pin!(timer);
+    let Some(shutdown) = shutdown else {
+        return tokio::select! {
+            biased;
+            arrived = conn.wait_for_request() => arrived_as_wait(arrived),
+            _ = &mut timer => Wait::TimedOut,
+        };
+    };
     let mut watching = true;
     loop {
         if watching && *shutdown.borrow() {
@@ -154,13 +167,19 @@ async fn wait_for_request(
         }
         tokio::select! {
             biased;
-            arrived = conn.wait_for_request() => {
-                return if matches!(arrived, Ok(true)) { Wait::Request } else { Wait::Closed };
-            }
+            arrived = conn.wait_for_request() => return arrived_as_wait(arrived),
             _ = &mut timer => return Wait::TimedOut,
             // A closed channel means no shutdown will ever be announced: stop watching it.
             changed = shutdown.changed(), if watching => watching = changed.is_ok(),
         }
+    }
+}
+
+fn arrived_as_wait(arrived: std::io::Result<bool>) -> Wait {
+    if matches!(arrived, Ok(true)) {
+        Wait::Request
+    } else {
+        Wait::Closed
     }
 }
 
