@@ -264,10 +264,9 @@ fn a_slow_request_body_is_not_cut_by_the_header_deadline() {
     assert!(answer.ends_with("got 6 bytes: abcdef"), "{answer}");
 }
 
-/// Reads until the proxy closes the connection; what it sent and how long that took.
-fn wait_for_close(s: &mut TcpStream) -> (Vec<u8>, Duration) {
+/// Reads until the proxy closes the connection; what it sent and how long since `from`.
+fn wait_for_close(s: &mut TcpStream, from: Instant) -> (Vec<u8>, Duration) {
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let from = Instant::now();
     let mut got = Vec::new();
     match s.read_to_end(&mut got) {
         Ok(_) => {}
@@ -283,21 +282,26 @@ fn idle_connections_are_closed_after_the_keep_alive_timeout() {
     let mut s = TcpStream::connect(&p.listen).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     // Requests within the timeout of each other keep the connection.
+    let mut last_sent = Instant::now();
     for i in 0..3 {
         if i > 0 {
             std::thread::sleep(KEEPALIVE / 3);
         }
+        // The proxy's idle clock starts once it has answered, which is after this.
+        last_sent = Instant::now();
         s.write_all(TRACKER).unwrap();
         assert_eq!(read_one_response(&mut s), Ok(200), "request {i}");
     }
     // Then, idle, it is closed without a word once the timeout has passed.
-    let (got, idle) = wait_for_close(&mut s);
+    let (got, idle) = wait_for_close(&mut s, last_sent);
     assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
-    assert!(idle >= KEEPALIVE, "closed after {idle:?} idle");
+    assert!(idle >= KEEPALIVE, "closed {idle:?} after the last request");
 
-    // A connection that never sends anything is closed at the header deadline.
+    // A connection that never sends anything is closed at the header deadline (which the
+    // proxy may start before `connect` returns here, never before it is called).
+    let connecting = Instant::now();
     let mut silent = TcpStream::connect(&p.listen).unwrap();
-    let (got, open) = wait_for_close(&mut silent);
+    let (got, open) = wait_for_close(&mut silent, connecting);
     assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
     assert!(open >= HEADER_DEADLINE, "closed after {open:?}");
     assert_eq!(closed_by(&p, "keepalive"), 1);
