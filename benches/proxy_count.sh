@@ -6,6 +6,8 @@
 #   bash benches/proxy_count.sh target/release/smproxy pages     # every corpus page, ROUNDS times
 #   bash benches/proxy_count.sh target/release/smproxy beacons   # N first-visit page-view beacons
 #   INJECT=false bash benches/proxy_count.sh ... pages           # passthrough
+#   CG_OUT=/tmp/cg.out bash benches/proxy_count.sh ...             # keep the measured run's
+#                                                   profile, for callgrind_annotate
 #
 # The proxy runs under valgrind with an nginx origin serving the corpus; a client (Python,
 # one keep-alive connection) sends one warm-up round, then the measured requests. The figure is
@@ -137,6 +139,7 @@ EOF
     kill -INT "$vg"
     wait "$vg" || true
     awk '/^summary:/ {print $2}' "$tmp/run/cg.out"
+    if [ -n "${CG_OUT:-}" ] && [ "$measured" -gt 0 ]; then cp "$tmp/run/cg.out" "$CG_OUT"; fi
     echo "${out:-0}" >"$tmp/requests"
 }
 

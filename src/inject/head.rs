@@ -33,11 +33,11 @@ pub enum Scan {
     GiveUp,
 }
 
-/// A resumable scan of a document's first bytes; call [`HeadScan::scan`] with all bytes seen
-/// so far each time more arrive.
+/// A resumable scan of a document's first bytes; call [`HeadScan::scan`] each time more
+/// arrive, with the bytes from [`HeadScan::resume_at`] (or earlier) on.
 pub struct HeadScan {
     src: SrcMarkers,
-    /// Where the first construct not yet complete starts.
+    /// Where the first construct not yet complete starts, in bytes of the document.
     pos: usize,
     head_open: bool,
     head_seen: bool,
@@ -159,21 +159,31 @@ impl HeadScan {
         }
     }
 
-    /// Scans `b`, all of the document seen so far (the bytes already scanned are not read
-    /// again, except a construct that was not complete).
-    pub fn scan(&mut self, b: &[u8]) -> Scan {
+    /// Where the first construct not yet complete starts: the next [`HeadScan::scan`] needs
+    /// the document's bytes from here on, and every byte before it has been decided (it is
+    /// what the parser would give back unchanged, unless a later byte makes the scan give up).
+    pub fn resume_at(&self) -> usize {
+        self.pos
+    }
+
+    /// Scans `b`, the document's bytes from its offset `base` (at most
+    /// [`HeadScan::resume_at`]) to all seen so far: the bytes already scanned are not read
+    /// again, except a construct that was not complete. Offsets returned are the document's.
+    pub fn scan(&mut self, b: &[u8], base: usize) -> Scan {
+        debug_assert!(base <= self.pos && self.pos <= base + b.len());
+        let mut at = self.pos - base;
         loop {
-            let Some(n) = memchr::memchr(b'<', &b[self.pos..]) else {
-                self.pos = b.len();
+            let Some(n) = memchr::memchr(b'<', &b[at..]) else {
+                self.pos = base + b.len();
                 return Scan::More;
             };
-            let i = self.pos + n;
+            let i = at + n;
             match self.construct(b, i) {
-                Ok(Step::Next(to)) => self.pos = to,
-                Ok(Step::HeadEnd) => return Scan::HeadEnd(i),
+                Ok(Step::Next(to)) => at = to,
+                Ok(Step::HeadEnd) => return Scan::HeadEnd(base + i),
                 Ok(Step::GiveUp) => return Scan::GiveUp,
                 Err(()) => {
-                    self.pos = i;
+                    self.pos = base + i;
                     return Scan::More;
                 }
             }
@@ -308,29 +318,37 @@ mod tests {
 
     const TRACKER: &str = "/_sm/sm.js";
 
-    /// The scan of `doc` fed in pieces cut at every point, then whole: all must agree.
+    /// The scan of `doc` fed in pieces cut at every point (the second given all bytes, or
+    /// only those from where the scan resumes), then whole, then byte by byte: all must agree.
     fn scan_all_cuts(doc: &[u8]) -> Scan {
-        let whole = HeadScan::new(TRACKER).scan(doc);
+        let whole = HeadScan::new(TRACKER).scan(doc, 0);
         for cut in 0..=doc.len() {
-            let mut s = HeadScan::new(TRACKER);
-            let first = s.scan(&doc[..cut]);
-            let r = if first == Scan::More {
-                s.scan(doc)
-            } else {
-                first
-            };
-            assert_eq!(
-                r,
-                whole,
-                "cut at {cut} of {:?}",
-                String::from_utf8_lossy(doc)
-            );
+            for from_resume in [false, true] {
+                let mut s = HeadScan::new(TRACKER);
+                let first = s.scan(&doc[..cut], 0);
+                let r = match first {
+                    Scan::More if from_resume => {
+                        let base = s.resume_at();
+                        assert!(base <= cut);
+                        s.scan(&doc[base..], base)
+                    }
+                    Scan::More => s.scan(doc, 0),
+                    decided => decided,
+                };
+                assert_eq!(
+                    r,
+                    whole,
+                    "cut at {cut} of {:?}",
+                    String::from_utf8_lossy(doc)
+                );
+            }
         }
-        // Byte by byte.
+        // Byte by byte, each time from where the scan resumes.
         let mut s = HeadScan::new(TRACKER);
         let mut r = Scan::More;
         for n in 1..=doc.len() {
-            r = s.scan(&doc[..n]);
+            let base = s.resume_at();
+            r = s.scan(&doc[base..n], base);
             if r != Scan::More {
                 break;
             }
@@ -442,7 +460,7 @@ mod tests {
             "<head></",
         ] {
             assert_eq!(
-                HeadScan::new(TRACKER).scan(doc.as_bytes()),
+                HeadScan::new(TRACKER).scan(doc.as_bytes(), 0),
                 Scan::More,
                 "{doc}"
             );

@@ -502,20 +502,30 @@ enum Mode {
     Pass,
 }
 
-/// The most head bytes held for the head scan: past this the head is parsed (lol_html's
-/// memory limit may make this lower, so that the parser could never have failed on them).
+/// The most head bytes kept for the head scan (the parser reads them from byte 0 should the
+/// scan give up): past this the head is parsed (lol_html's memory limit may make this lower,
+/// so that the parser could never have failed on them).
 const HEAD_LIMIT: usize = 64 * 1024;
 
 /// The most chunks the head scan reads again its unfinished part of.
 const HEAD_CHUNKS: usize = 64;
 
+/// The head while it is scanned. Bytes go out as soon as the scan has decided them (every
+/// construct before [`HeadScan::resume_at`]), as themselves: only a construct cut between
+/// chunks is copied, so that the scan can read it whole, and the chunk that holds `</head>`,
+/// to put the snippet in.
 struct HeadHeld {
     scan: HeadScan,
-    held: BytesMut,
-    chunks: usize,
+    /// The page from its first byte, for the parser should the scan give up.
+    chunks: Vec<Bytes>,
+    /// Bytes received.
+    len: usize,
+    /// Bytes sent: up to where the scan resumes.
+    sent: usize,
+    /// The bytes from `sent` to `len`: a construct not yet complete.
+    pending: BytesMut,
     limit: usize,
 }
-
 /// What the end of `</head>` means for the fast path.
 enum HeadEnd {
     NotYet,
@@ -572,8 +582,10 @@ impl Injector {
         } else if fast && inj.opts.position == Position::HeadEnd {
             inj.mode = Mode::Head(Box::new(HeadHeld {
                 scan: HeadScan::new(&inj.opts.tracker_path),
-                held: BytesMut::new(),
-                chunks: 0,
+                chunks: Vec::new(),
+                len: 0,
+                sent: 0,
+                pending: BytesMut::new(),
                 limit: HEAD_LIMIT.min(inj.opts.max_buffer_bytes / 8),
             }));
         } else {
@@ -588,34 +600,37 @@ impl Injector {
         let Mode::Head(h) = &mut self.mode else {
             return chunk;
         };
-        h.chunks += 1;
-        let scan = if h.held.is_empty() {
-            h.scan.scan(&chunk)
-        } else {
-            h.held.extend_from_slice(&chunk);
-            h.scan.scan(&h.held)
-        };
-        if scan == Scan::More {
-            let len = if h.held.is_empty() {
-                chunk.len()
-            } else {
-                h.held.len()
-            };
-            if len <= h.limit && h.chunks < HEAD_CHUNKS {
-                if h.held.is_empty() {
-                    h.held.extend_from_slice(&chunk);
+        let from = h.len;
+        h.len += chunk.len();
+        h.chunks.push(chunk.clone());
+        let within = h.len <= h.limit && h.chunks.len() < HEAD_CHUNKS;
+        if h.pending.is_empty() {
+            // The usual case: the chunk is scanned, and goes out, as itself.
+            return match h.scan.scan(&chunk, from) {
+                Scan::HeadEnd(at) => self.head_found(chunk, at - from),
+                Scan::More if within => {
+                    let decided = h.scan.resume_at() - from;
+                    h.sent += decided;
+                    h.pending.extend_from_slice(&chunk[decided..]);
+                    chunk.slice(..decided)
                 }
-                return Bytes::new();
-            }
+                Scan::More | Scan::GiveUp => self.parse_head(),
+            };
         }
-        let all = if h.held.is_empty() {
-            chunk
-        } else {
-            h.held.split().freeze()
-        };
-        match scan {
-            Scan::HeadEnd(at) => self.head_found(all, at),
-            Scan::More | Scan::GiveUp => self.parse_head(all),
+        // A construct was cut: it and this chunk are scanned in one piece.
+        h.pending.extend_from_slice(&chunk);
+        let base = h.sent;
+        match h.scan.scan(&h.pending, base) {
+            Scan::HeadEnd(at) => {
+                let all = h.pending.split().freeze();
+                self.head_found(all, at - base)
+            }
+            Scan::More if within => {
+                let decided = h.scan.resume_at() - base;
+                h.sent += decided;
+                h.pending.split_to(decided).freeze()
+            }
+            Scan::More | Scan::GiveUp => self.parse_head(),
         }
     }
 
@@ -645,14 +660,25 @@ impl Injector {
         out.freeze()
     }
 
-    /// The head scan gave up: lol_html parses the page from its first byte, as without it.
-    fn parse_head(&mut self, all: Bytes) -> Bytes {
-        self.mode = Mode::Parse(Box::new(rewriter(&self.opts, &self.shared)));
+    /// The head scan gave up: lol_html parses the page from its first byte, as without it,
+    /// and what it gives for the bytes already sent is checked and dropped.
+    fn parse_head(&mut self) -> Bytes {
+        let Mode::Head(h) = std::mem::replace(
+            &mut self.mode,
+            Mode::Parse(Box::new(rewriter(&self.opts, &self.shared))),
+        ) else {
+            unreachable!("parse_head is called in the head mode");
+        };
+        self.fed = 0;
         self.head_cut = Some(HeadCut::default());
-        match self.parse(&all) {
-            None => self.take_output(false),
-            Some(at) => self.hand_over(&all, at),
+        if h.sent > 0 {
+            self.skip_sent(&h.chunks, h.sent);
         }
+        let mut out = Bytes::new();
+        for c in h.chunks {
+            out = join(out, self.write_started(c));
+        }
+        out
     }
 
     /// Rewrites one chunk; returns what can be sent now (possibly empty).
@@ -687,6 +713,11 @@ impl Injector {
         if let Some(raw) = self.since_sent.as_mut() {
             raw.push(chunk.clone());
         }
+        self.write_started(chunk)
+    }
+
+    /// [`Injector::write`] past the byte-order mark.
+    fn write_started(&mut self, chunk: Bytes) -> Bytes {
         match &mut self.mode {
             Mode::Pass if self.since_sent.is_none() => chunk,
             Mode::Pass => {
@@ -745,11 +776,12 @@ impl Injector {
 
     fn finish_document(&mut self) -> Bytes {
         match std::mem::replace(&mut self.mode, Mode::Pass) {
-            Mode::Head(mut h) => {
-                // The document ended before the scan could tell: parse what was held.
-                let held = self.parse_head(h.held.split().freeze());
+            mode @ Mode::Head(_) => {
+                // The document ended before the scan could tell: parse it.
+                self.mode = mode;
+                let head = self.parse_head();
                 let rest = self.finish_document();
-                join(held, rest)
+                join(head, rest)
             }
             Mode::Tail(mut tail) => tail.finish(),
             Mode::Parse(rw) => {
@@ -860,26 +892,33 @@ impl Injector {
         self.fed = 0;
         self.head_cut = None;
         if kept.sent > 0 {
-            let mut expect = Vec::new();
-            let mut unsent = Vec::new();
-            let mut left = kept.sent;
-            for c in &kept.chunks {
-                let n = c.len().min(left);
-                if n > 0 {
-                    expect.push(c.slice(..n));
-                }
-                if n < c.len() {
-                    unsent.push(c.slice(n..));
-                }
-                left -= n;
-            }
-            lock(&self.shared).skip = Some(Skip::new(expect, kept.sent));
-            self.since_sent = Some(unsent);
+            self.skip_sent(&kept.chunks, kept.sent);
         }
         for c in &kept.chunks {
             self.feed(c);
         }
         self.take_output(false)
+    }
+
+    /// A fresh rewriter is about to read `chunks` again, of which the first `sent` bytes went
+    /// out: its output for them is checked against them and dropped, and the raw input from
+    /// there on is kept to fail open with, until it catches up.
+    fn skip_sent(&mut self, chunks: &[Bytes], sent: usize) {
+        let mut expect = Vec::new();
+        let mut unsent = Vec::new();
+        let mut left = sent;
+        for c in chunks {
+            let n = c.len().min(left);
+            if n > 0 {
+                expect.push(c.slice(..n));
+            }
+            if n < c.len() {
+                unsent.push(c.slice(n..));
+            }
+            left -= n;
+        }
+        lock(&self.shared).skip = Some(Skip::new(expect, sent));
+        self.since_sent = Some(unsent);
     }
 
     fn take_output(&mut self, end: bool) -> Bytes {
@@ -1349,6 +1388,64 @@ mod tests {
             let (_, oc) =
                 same_as_parsing_everything(&input, opts(Position::HeadEnd, Duplicates::Remove));
             assert_eq!(oc.duplicates_removed, removed, "marker at {at}");
+        }
+    }
+
+    #[test]
+    fn the_head_goes_out_as_the_scan_decides_it() {
+        let mut inj = Injector::new(opts(Position::HeadEnd, Duplicates::Remove));
+        let first = "<!doctype html><html><head><title>t</title><meta a=b><scr";
+        // Everything before the unfinished `<scr`: sent at once, not held until `</head>`.
+        let out = inj.write(Bytes::from(first));
+        assert_eq!(&out[..], &first.as_bytes()[..first.len() - 4]);
+        let out2 = inj.write(Bytes::from("ipt>var a;</script><link rel=x>"));
+        assert_eq!(&out2[..], b"<script>var a;</script><link rel=x>");
+        let out3 = inj.write_last(Bytes::from("</head><body></body></html>"));
+        assert_eq!(
+            std::str::from_utf8(&out3).unwrap(),
+            format!("{SNIP}</head><body></body></html>")
+        );
+        assert_eq!(inj.outcome().injected, Some(Anchor::HeadEnd));
+    }
+
+    #[test]
+    fn a_head_scan_that_gives_up_after_sending_is_parsed_again_from_the_first_byte() {
+        let metas = "<meta name=x content=y>\n".repeat(12);
+        let lates = [
+            CODE,
+            "<script src=/_sm/sm.js></script>",
+            "<svg><title>x</title></svg>",
+            "<body><p>early body</p>",
+            "<head>",
+            "<template><p></p></template>",
+            "</head foo>",
+            "<!--> -->",
+        ];
+        for late in lates {
+            let input = format!(
+                "<!doctype html><html><head><title>t</title>{metas}{late}<link rel=a></head>\
+                 <body><p>x</p>{CODE}</body></html>"
+            );
+            for dup in [Duplicates::Remove, Duplicates::Keep] {
+                let (_, outcome) = same_as_parsing_everything(&input, opts(Position::HeadEnd, dup));
+                assert_eq!(outcome.failure, None, "{late}");
+            }
+            // The first chunk went out before the scan gave up.
+            let mut inj = Injector::new(opts(Position::HeadEnd, Duplicates::Remove));
+            let cut = input.find(late).unwrap();
+            let out = inj.write(Bytes::copy_from_slice(&input.as_bytes()[..cut]));
+            assert_eq!(&out[..], &input.as_bytes()[..cut], "{late}");
+            let mut all = out.to_vec();
+            all.extend_from_slice(
+                &inj.write_last(Bytes::copy_from_slice(&input.as_bytes()[cut..])),
+            );
+            let (expected, _) = rewrite_all_parsing_everything(
+                opts(Position::HeadEnd, Duplicates::Remove),
+                input.as_bytes(),
+                1 << 20,
+            );
+            assert!(all == expected, "{late}");
+            assert_eq!(inj.outcome().failure, None, "{late}");
         }
     }
 
