@@ -20,7 +20,7 @@
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use lol_html::html_content::{ContentType, TextChunk};
 use lol_html::send::{Element, ElementContentHandlers, HtmlRewriter, Settings};
 use lol_html::{bail_out, end, end_tag, MemorySettings, OutputSink, Selector};
@@ -510,22 +510,91 @@ const HEAD_LIMIT: usize = 64 * 1024;
 /// The most chunks the head scan reads again its unfinished part of.
 const HEAD_CHUNKS: usize = 64;
 
-/// The head while it is scanned. Bytes go out as soon as the scan has decided them (every
-/// construct before [`HeadScan::resume_at`]), as themselves: only a construct cut between
-/// chunks is copied, so that the scan can read it whole, and the chunk that holds `</head>`,
-/// to put the snippet in.
+/// The head while it is scanned. Bytes go out as they arrive, as themselves, unless they may
+/// be the start of `</head>` (where the snippet goes) or another end tag that ends the head:
+/// should the scan give up later, the parser reads the page again from byte 0 and what it
+/// gives for the bytes already sent is checked and dropped. Only the construct cut between two
+/// chunks is copied (into `cut`), so that the scan can read it whole, and the chunk that holds
+/// `</head>`, to put the snippet in.
 struct HeadHeld {
     scan: HeadScan,
     /// The page from its first byte, for the parser should the scan give up.
     chunks: Vec<Bytes>,
     /// Bytes received.
     len: usize,
-    /// Bytes sent: up to where the scan resumes.
+    /// Bytes sent.
     sent: usize,
-    /// The bytes from `sent` to `len`: a construct not yet complete.
-    pending: BytesMut,
+    /// The bytes from `sent` to `len`, not sent yet: a few, that may begin `</head>`.
+    unsent: Bytes,
+    /// A copy of the bytes from where the scan resumes to `len`: a construct not complete yet.
+    cut: BytesMut,
     limit: usize,
 }
+
+impl HeadHeld {
+    /// Scans `chunk`, which starts at byte `from` of the page.
+    fn scan_chunk(&mut self, chunk: &[u8], from: usize) -> Scan {
+        if !self.cut.is_empty() {
+            // The cut construct and as much of this chunk as it takes, in one piece; then the
+            // rest of the chunk where it is.
+            let base = self.scan.resume_at();
+            let mut taken = 0;
+            loop {
+                let more = self.cut.len().max(256).min(chunk.len() - taken);
+                self.cut.extend_from_slice(&chunk[taken..taken + more]);
+                taken += more;
+                let r = self.scan.scan(&self.cut, base);
+                let at = self.scan.resume_at();
+                if r != Scan::More || taken == chunk.len() {
+                    Buf::advance(&mut self.cut, at - base);
+                    return r;
+                }
+                if at >= from {
+                    self.cut.clear();
+                    break;
+                }
+            }
+        }
+        let r = self.scan.scan(chunk, from);
+        if r == Scan::More {
+            self.cut
+                .extend_from_slice(&chunk[self.scan.resume_at() - from..]);
+        }
+        r
+    }
+
+    /// After a scan that needs more bytes: what can go out of what was not sent and `chunk`.
+    fn send(&mut self, chunk: Bytes) -> Bytes {
+        let keep_from = if may_end_head(&self.cut) {
+            self.scan.resume_at()
+        } else {
+            self.len
+        };
+        let pending = join(std::mem::take(&mut self.unsent), chunk);
+        let n = keep_from - self.sent;
+        self.unsent = pending.slice(n..);
+        self.sent = keep_from;
+        pending.slice(..n)
+    }
+}
+
+/// Whether an unfinished construct may be an end tag the parser would put the snippet before
+/// (`</head>`, `</body>`), one that ends the head otherwise (`</html>`), or a `<body>` start
+/// tag: those bytes wait until the scan has decided.
+fn may_end_head(b: &[u8]) -> bool {
+    let prefix_of = |name: &[u8], names: &[&[u8]]| {
+        names
+            .iter()
+            .any(|n| name.len() <= n.len() && name.eq_ignore_ascii_case(&n[..name.len()]))
+    };
+    match b {
+        [b'<'] => true,
+        [b'<', b'/', name @ ..] => prefix_of(name, &[b"head", b"body", b"html"]),
+        [b'<', name @ ..] => prefix_of(name, &[b"body"]),
+        _ => false,
+    }
+}
+
 /// What the end of `</head>` means for the fast path.
 enum HeadEnd {
     NotYet,
@@ -585,7 +654,8 @@ impl Injector {
                 chunks: Vec::new(),
                 len: 0,
                 sent: 0,
-                pending: BytesMut::new(),
+                unsent: Bytes::new(),
+                cut: BytesMut::new(),
                 limit: HEAD_LIMIT.min(inj.opts.max_buffer_bytes / 8),
             }));
         } else {
@@ -603,33 +673,13 @@ impl Injector {
         let from = h.len;
         h.len += chunk.len();
         h.chunks.push(chunk.clone());
-        let within = h.len <= h.limit && h.chunks.len() < HEAD_CHUNKS;
-        if h.pending.is_empty() {
-            // The usual case: the chunk is scanned, and goes out, as itself.
-            return match h.scan.scan(&chunk, from) {
-                Scan::HeadEnd(at) => self.head_found(chunk, at - from),
-                Scan::More if within => {
-                    let decided = h.scan.resume_at() - from;
-                    h.sent += decided;
-                    h.pending.extend_from_slice(&chunk[decided..]);
-                    chunk.slice(..decided)
-                }
-                Scan::More | Scan::GiveUp => self.parse_head(),
-            };
-        }
-        // A construct was cut: it and this chunk are scanned in one piece.
-        h.pending.extend_from_slice(&chunk);
-        let base = h.sent;
-        match h.scan.scan(&h.pending, base) {
+        match h.scan_chunk(&chunk, from) {
             Scan::HeadEnd(at) => {
-                let all = h.pending.split().freeze();
+                let base = h.sent;
+                let all = join(std::mem::take(&mut h.unsent), chunk);
                 self.head_found(all, at - base)
             }
-            Scan::More if within => {
-                let decided = h.scan.resume_at() - base;
-                h.sent += decided;
-                h.pending.split_to(decided).freeze()
-            }
+            Scan::More if h.len <= h.limit && h.chunks.len() < HEAD_CHUNKS => h.send(chunk),
             Scan::More | Scan::GiveUp => self.parse_head(),
         }
     }
@@ -1392,20 +1442,36 @@ mod tests {
     }
 
     #[test]
-    fn the_head_goes_out_as_the_scan_decides_it() {
+    fn the_head_goes_out_as_it_arrives_but_for_what_may_begin_head_end() {
         let mut inj = Injector::new(opts(Position::HeadEnd, Duplicates::Remove));
+        // A cut start tag goes out at once, as itself.
         let first = "<!doctype html><html><head><title>t</title><meta a=b><scr";
-        // Everything before the unfinished `<scr`: sent at once, not held until `</head>`.
         let out = inj.write(Bytes::from(first));
-        assert_eq!(&out[..], &first.as_bytes()[..first.len() - 4]);
-        let out2 = inj.write(Bytes::from("ipt>var a;</script><link rel=x>"));
-        assert_eq!(&out2[..], b"<script>var a;</script><link rel=x>");
-        let out3 = inj.write_last(Bytes::from("</head><body></body></html>"));
+        assert_eq!(&out[..], first.as_bytes());
+        // `</he` may be `</head>`: held until it is decided.
+        let out = inj.write(Bytes::from("ipt>var a;</script><link rel=x></HE"));
+        assert_eq!(&out[..], b"ipt>var a;</script><link rel=x>");
+        let out = inj.write_last(Bytes::from("AD><body></body></html>"));
         assert_eq!(
-            std::str::from_utf8(&out3).unwrap(),
-            format!("{SNIP}</head><body></body></html>")
+            std::str::from_utf8(&out).unwrap(),
+            format!("{SNIP}</HEAD><body></body></html>")
         );
         assert_eq!(inj.outcome().injected, Some(Anchor::HeadEnd));
+        for (cut, held) in [
+            ("<", true),
+            ("</", true),
+            ("</h", true),
+            ("</BODY", true),
+            ("</htm", true),
+            ("<bo", true),
+            ("</hx", false),
+            ("</title", false),
+            ("<h", false),
+            ("<!-", false),
+            ("<meta a='</head>", false),
+        ] {
+            assert_eq!(may_end_head(cut.as_bytes()), held, "{cut}");
+        }
     }
 
     #[test]
