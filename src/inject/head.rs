@@ -12,8 +12,9 @@
 //! `<plaintext>`, a start tag before `<head>` that leaves an element open (its end tag would
 //! end the head; `<html>`, void elements and whole `<script>`, `<title>`, `<style>` ... elements
 //! are followed), a second `<head>`, `<body>`, `</html>`, an end tag `</head ...>` with more
-//! than its name, a head longer than the limit. The injector then parses the held bytes with
-//! lol_html as before, so giving up costs time, never bytes.
+//! than its name, a head longer than the limit. The injector then parses the page from its
+//! first byte with lol_html, which gives back the bytes already sent unchanged (they hold no
+//! code and no end tag it would put the snippet before), so giving up costs time, never bytes.
 
 use memchr::memmem;
 use std::sync::LazyLock;

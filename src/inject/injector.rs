@@ -16,6 +16,12 @@
 //! over in a known parser state, the input is cut right after each possible `</head ...>` before
 //! it reaches lol_html; [`Injector::parsing_everything`] is the same rewriter without the fast
 //! path, which the tests compare it with.
+//!
+//! With `position: head_end` the head is not parsed either, as a rule: [`super::head`]'s scan
+//! finds `</head>` while the bytes go out as they arrive (only a possible start of `</head>`
+//! waits for the next chunk). Should the scan give up, lol_html reads the page from its first
+//! byte, and what it gives for the bytes already sent is checked against them and dropped, as
+//! after a restart of the tail.
 
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
