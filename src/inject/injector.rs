@@ -572,8 +572,10 @@ impl HeadHeld {
 
     /// After a scan that needs more bytes: what can go out of what was not sent and `chunk`.
     fn send(&mut self, chunk: Bytes) -> Bytes {
+        // Bytes once sent stay sent: a construct that was not held when shorter is not held
+        // when longer (`may_end_head` is false for every extension of what it is false for).
         let keep_from = if may_end_head(&self.cut) {
-            self.scan.resume_at()
+            self.scan.resume_at().max(self.sent)
         } else {
             self.len
         };
@@ -681,13 +683,15 @@ impl Injector {
         h.len += chunk.len();
         h.chunks.push(chunk.clone());
         match h.scan_chunk(&chunk, from) {
-            Scan::HeadEnd(at) => {
+            // `</head>` is never in the bytes sent (`may_end_head` held its start back); were it
+            // there, the parser would have to place the snippet.
+            Scan::HeadEnd(at) if at >= h.sent => {
                 let base = h.sent;
                 let all = join(std::mem::take(&mut h.unsent), chunk);
                 self.head_found(all, at - base)
             }
             Scan::More if h.len <= h.limit && h.chunks.len() < HEAD_CHUNKS => h.send(chunk),
-            Scan::More | Scan::GiveUp => self.parse_head(),
+            Scan::More | Scan::GiveUp | Scan::HeadEnd(_) => self.parse_head(),
         }
     }
 
