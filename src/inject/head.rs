@@ -38,11 +38,35 @@ pub enum Scan {
 /// arrive, with the bytes from [`HeadScan::resume_at`] (or earlier) on.
 pub struct HeadScan {
     src: SrcMarkers,
-    /// Where the first construct not yet complete starts, in bytes of the document.
+    /// Where the first construct not yet complete starts, in bytes of the document (inside
+    /// an open element's text: a few bytes before where it was read to).
     pos: usize,
     head_open: bool,
     head_seen: bool,
+    /// The text of a `script` or raw-text element whose end has not arrived yet.
+    text: Option<OpenText>,
 }
+
+/// The text of a `script` or raw-text element whose end tag has not arrived: read as it comes,
+/// not again with every chunk (a long inline script cut between chunks would be).
+#[derive(Debug, Clone, Copy)]
+struct OpenText {
+    /// The element's name, lower case (`script`, `style`, `noscript`, ...): `len` bytes.
+    name: [u8; 9],
+    len: usize,
+    script: bool,
+    /// Where the text starts, in bytes of the document.
+    start: usize,
+    /// Read up to here: no end tag starts, and (in a script) no marker and no double escape
+    /// is complete, before `checked - OVERLAP`.
+    checked: usize,
+    /// Where a script's first `<!--` starts: a `<script` after it may escape twice.
+    escape: Option<usize>,
+}
+
+/// Bytes read again before where an open text was read to: enough for what may have been cut
+/// there (`</noscript` and the byte after it, `SalesmanagoObject`, `<script`).
+const OVERLAP: usize = 24;
 
 static COMMENT_END: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"-->"));
@@ -95,20 +119,6 @@ fn text_end(b: &[u8], from: usize, name: &[u8]) -> Result<usize, ()> {
     Err(())
 }
 
-/// Whether script text may enter the tokenizer's double-escaped state, where `</script>`
-/// does not end it: a `<script` after a `<!--`. Without one, a `<!--` (escaped state) does
-/// not move the end of the text.
-fn escapes_twice(text: &[u8]) -> bool {
-    let Some(from) = SCRIPT_ESCAPE.find(text) else {
-        return false;
-    };
-    memchr::memchr_iter(b'<', &text[from..]).any(|i| {
-        text[from + i..]
-            .get(..7)
-            .is_some_and(|w| w.eq_ignore_ascii_case(b"<script"))
-    })
-}
-
 /// What the scan must do with a start tag, by its name.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -157,6 +167,7 @@ impl HeadScan {
             pos: 0,
             head_open: false,
             head_seen: false,
+            text: None,
         }
     }
 
@@ -174,12 +185,22 @@ impl HeadScan {
         debug_assert!(base <= self.pos && self.pos <= base + b.len());
         let mut at = self.pos - base;
         loop {
+            if self.text.is_some() {
+                match self.text_continues(b, base) {
+                    Ok(Step::Next(to)) => at = to,
+                    Ok(Step::GiveUp) => return Scan::GiveUp,
+                    Ok(Step::HeadEnd) => unreachable!("text ends at its own end tag"),
+                    // `pos` is set where the text is to be read again from.
+                    Err(()) => return Scan::More,
+                }
+                continue;
+            }
             let Some(n) = memchr::memchr(b'<', &b[at..]) else {
                 self.pos = base + b.len();
                 return Scan::More;
             };
             let i = at + n;
-            match self.construct(b, i) {
+            match self.construct(b, i, base) {
                 Ok(Step::Next(to)) => at = to,
                 Ok(Step::HeadEnd) => return Scan::HeadEnd(base + i),
                 Ok(Step::GiveUp) => return Scan::GiveUp,
@@ -192,7 +213,7 @@ impl HeadScan {
     }
 
     /// The construct that starts with the `<` at `b[i]`; `Err` when `b` ends inside it.
-    fn construct(&mut self, b: &[u8], i: usize) -> Result<Step, ()> {
+    fn construct(&mut self, b: &[u8], i: usize, base: usize) -> Result<Step, ()> {
         let &next = b.get(i + 1).ok_or(())?;
         match next {
             b'!' => {
@@ -232,7 +253,7 @@ impl HeadScan {
                 let n = Attr::BeforeName.run(&b[end..]).ok_or(())?;
                 Ok(Step::Next(end + n))
             }
-            c if c.is_ascii_alphabetic() => self.start_tag(b, i),
+            c if c.is_ascii_alphabetic() => self.start_tag(b, i, base),
             // Text.
             _ => Ok(Step::Next(i + 1)),
         }
@@ -261,7 +282,7 @@ impl HeadScan {
         Ok(Step::Next(body + n + 3))
     }
 
-    fn start_tag(&mut self, b: &[u8], i: usize) -> Result<Step, ()> {
+    fn start_tag(&mut self, b: &[u8], i: usize, base: usize) -> Result<Step, ()> {
         let name_to = name_end(b, i + 1).ok_or(())?;
         let name = &b[i + 1..name_to];
         let n = Attr::BeforeName.run(&b[name_to..]).ok_or(())?;
@@ -290,20 +311,77 @@ impl HeadScan {
         match kind {
             Kind::GiveUp | Kind::Html | Kind::Head => Ok(Step::GiveUp),
             Kind::Void | Kind::Other => Ok(Step::Next(end)),
-            Kind::Raw => Ok(Step::Next(text_end(b, end, name)?)),
-            Kind::Script => {
-                if self.src.in_slice(&b[i..end]) {
+            Kind::Raw | Kind::Script => {
+                let script = kind == Kind::Script;
+                if script && self.src.in_slice(&b[i..end]) {
                     return Ok(Step::GiveUp);
                 }
-                let close = text_end(b, end, b"script")?;
-                let text = &b[end..close];
-                if escapes_twice(text) || detect::mentions_marker(text) {
-                    return Ok(Step::GiveUp);
-                }
-                Ok(Step::Next(close))
+                // The start tag is complete: its text is read from here on as it comes.
+                let mut low = [0u8; 9];
+                low[..name.len()].copy_from_slice(name);
+                low.make_ascii_lowercase();
+                self.text = Some(OpenText {
+                    name: low,
+                    len: name.len(),
+                    script,
+                    start: base + end,
+                    checked: base + end,
+                    escape: None,
+                });
+                Ok(Step::Next(end))
             }
         }
     }
+
+    /// Reads on in the open text; `Next` at its end tag, `Err` (with `pos` set) when `b` ends
+    /// first. A script gives up as soon as its text so far names a marker or may escape twice,
+    /// which its whole text then does too.
+    fn text_continues(&mut self, b: &[u8], base: usize) -> Result<Step, ()> {
+        let mut t = self.text.expect("an open text");
+        let from = t.checked.saturating_sub(OVERLAP).max(t.start) - base;
+        let name = &t.name[..t.len];
+        let end = text_end(b, from, name);
+        // What is surely text (no end tag before `to`), with bytes of an end tag that may be
+        // cut at `b`'s end, which can make none of the patterns below.
+        let to = *end.as_ref().unwrap_or(&b.len());
+        if t.script {
+            let region = &b[from..to];
+            if detect::mentions_marker(region) {
+                return Ok(Step::GiveUp);
+            }
+            if t.escape.is_none() {
+                t.escape = SCRIPT_ESCAPE.find(region).map(|n| base + from + n);
+            }
+            if let Some(e) = t.escape {
+                if script_tag_after(&b[(e.max(base + from) - base)..to]) {
+                    return Ok(Step::GiveUp);
+                }
+            }
+        }
+        match end {
+            Ok(close) => {
+                self.text = None;
+                Ok(Step::Next(close))
+            }
+            Err(()) => {
+                t.checked = base + b.len();
+                self.pos = t.checked.saturating_sub(OVERLAP).max(t.start);
+                self.text = Some(t);
+                Err(())
+            }
+        }
+    }
+}
+
+/// Whether `s` holds `<script` in any case. After a `<!--` in script text, one may take the
+/// tokenizer into its double-escaped state, where `</script>` does not end the text; without
+/// one, a `<!--` (escaped state) does not move the end of the text.
+fn script_tag_after(s: &[u8]) -> bool {
+    memchr::memchr_iter(b'<', s).any(|i| {
+        s[i..]
+            .get(..7)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"<script"))
+    })
 }
 
 enum Step {
@@ -387,6 +465,13 @@ mod tests {
             "<html><script>var s='</head>';</script><head></head>",
             "<title></head></title><style>a{}</style><noscript></head></noscript><head></head>",
             "<base href=/><br><img src=x><wbr><head><meta a=b></head>",
+            // Long texts, read piece by piece: ends and near-misses far from where they start.
+            "<head><script>var a = '0123456789012345678901234567890123456789 </scrip </scriptx';\
+             var b = '<!-- not an escape that matters --> _smi d SalesmanagoObjec';</script></head>",
+            "<head><style>p { color: red } /* 0123456789012345678901234567890123456789 */\
+             </STYLE ></head>",
+            "<head><noscript><img src=x> 0123456789012345678901234567890123456789 </noscript\
+             ></head>",
         ];
         for doc in cases {
             let at = at_head_end(doc);
@@ -404,6 +489,12 @@ mod tests {
             "<head><script src=/_sm/sm.js async></script></head>",
             "<head><script><!-- <script></script> --></script></head>",
             "<head><script><!-- a <SCRIPT>b</script></head>",
+            "<head><script>var a = '0123456789012345678901234567890123456789'; _smid = 1;\
+             </script></head>",
+            "<head><script>var a = '01234567890123456789012345678901234567890123456789';\
+             var b = 'SalesmanagoObject';</script></head>",
+            "<head><script>/* <!-- */ var a = '0123456789012345678901234567890123456789';\
+             /* <Script> */</script></head>",
             "<head><svg></svg></head>",
             "<head><math></math></head>",
             "<head><plaintext></head>",
