@@ -19,8 +19,9 @@
 use memchr::memmem;
 use std::sync::LazyLock;
 
+use super::attr::Attr;
 use super::detect;
-use super::tail::{Attr, SrcMarkers};
+use super::tail::SrcMarkers;
 
 /// What the scan knows after the bytes seen so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! recognise a code already in the page (`detect`), the page's charset (`charset`) and CSP
 //! nonce (`csp`), and the streaming rewriter itself (`injector`).
 
+mod attr;
 pub mod charset;
 pub mod csp;
 pub mod decide;

@@ -26,6 +26,7 @@ use bytes::{Bytes, BytesMut};
 use memchr::memmem;
 use std::sync::LazyLock;
 
+use super::attr::Attr;
 use super::injector::HOLD_PROBE;
 
 /// Bytes after a script start tag that are held back: the probe, and room for a marker that
@@ -195,67 +196,6 @@ impl SrcMarkers {
 
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\n' | b'\r' | b'\t' | b'\x0C')
-}
-
-/// The tokenizer's states inside a start tag, after its name (lol_html's, which differ from
-/// the standard's only in ways that do not move the end of the tag).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Attr {
-    BeforeName,
-    Name,
-    AfterName,
-    BeforeValue,
-    DoubleQuoted,
-    SingleQuoted,
-    Unquoted,
-    SelfClosing,
-}
-
-impl Attr {
-    /// Runs over `s`; returns the index just past the `>` that ends the tag, if it is in `s`.
-    pub(super) fn run(&mut self, s: &[u8]) -> Option<usize> {
-        let mut i = 0;
-        while i < s.len() {
-            if let Attr::DoubleQuoted | Attr::SingleQuoted = *self {
-                let q = if *self == Attr::DoubleQuoted {
-                    b'"'
-                } else {
-                    b'\''
-                };
-                i += memchr::memchr(q, &s[i..])? + 1;
-                *self = Attr::BeforeName;
-                continue;
-            }
-            let b = s[i];
-            i += 1;
-            *self = match (*self, b) {
-                (_, b'>') => return Some(i),
-                (Attr::BeforeName, b) if is_space(b) => Attr::BeforeName,
-                (Attr::BeforeName, b'/') => Attr::SelfClosing,
-                (Attr::BeforeName, _) => Attr::Name,
-                (Attr::Name, b) if is_space(b) => Attr::AfterName,
-                (Attr::Name, b'=') => Attr::BeforeValue,
-                (Attr::Name, b'/') => Attr::SelfClosing,
-                (Attr::Name, _) => Attr::Name,
-                (Attr::AfterName, b) if is_space(b) => Attr::AfterName,
-                (Attr::AfterName, b'/') => Attr::SelfClosing,
-                (Attr::AfterName, b'=') => Attr::BeforeValue,
-                (Attr::AfterName, _) => Attr::Name,
-                (Attr::BeforeValue, b) if is_space(b) => Attr::BeforeValue,
-                (Attr::BeforeValue, b'"') => Attr::DoubleQuoted,
-                (Attr::BeforeValue, b'\'') => Attr::SingleQuoted,
-                (Attr::BeforeValue, _) => Attr::Unquoted,
-                (Attr::Unquoted, b) if is_space(b) => Attr::BeforeName,
-                (Attr::Unquoted, _) => Attr::Unquoted,
-                // Anything but `>` after `/` is read again as in an attribute name's start.
-                (Attr::SelfClosing, b) if is_space(b) => Attr::BeforeName,
-                (Attr::SelfClosing, b'/') => Attr::SelfClosing,
-                (Attr::SelfClosing, _) => Attr::Name,
-                (Attr::DoubleQuoted | Attr::SingleQuoted, _) => unreachable!(),
-            };
-        }
-        None
-    }
 }
 
 /// What is known of one place that may start a script element.
