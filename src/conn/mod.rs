@@ -3,12 +3,13 @@
 //! connections that hold a few hundred bytes instead of a whole request future.
 //!
 //! `app` decides when a request starts and hands it to Pingora; `stream` times the head as
-//! Pingora reads it; `head_end` finds where a head ends; `counters` counts the
-//! connections the limits closed.
+//! Pingora reads it; `head_end` finds where a head ends; `outbox` holds a response head for
+//! its body's write; `counters` counts the connections the limits closed.
 
 mod app;
 mod counters;
 mod head_end;
+mod outbox;
 mod stream;
 
 pub use app::{ConnApp, ConnLimits};

@@ -1,6 +1,6 @@
-//! One client connection's transport as Pingora's HTTP/1 session reads it: the total deadline
-//! for the request head being read, and the bytes that woke an idle connection, handed back
-//! first.
+//! One client connection's transport as Pingora's HTTP/1 session uses it: the total deadline
+//! for the request head being read, the bytes that woke an idle connection, handed back
+//! first, and small writes held to leave with the next ([`Outbox`]).
 //!
 //! Both are kept off the common path: the bytes that end an idle wait are the read Pingora
 //! would have made (one `recv` per request, not two), and the deadline's timer is registered
@@ -11,6 +11,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
@@ -27,6 +28,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::counters::ConnCounters;
 use super::head_end::HeadEnd;
+use super::outbox::Outbox;
 
 /// The answer to a head that did not arrive in time (RFC 9110 §15.5.9); the connection closes.
 const REQUEST_TIMEOUT: &[u8] =
@@ -57,6 +59,12 @@ pub struct ConnStream {
     /// What is left to send of the 408 (only what the socket takes at once: a client that
     /// does not read is not waited for).
     answer: &'static [u8],
+    /// Written bytes not yet given to the socket (a response head waiting for its body).
+    out: Outbox,
+    /// The next flush leaves what is held for the write after it (see
+    /// [`ConnStream::hold_head_for_body`]). Atomic only because the proxy reaches the stream
+    /// through a shared reference.
+    hold_flush: AtomicBool,
     counters: Arc<ConnCounters>,
 }
 
@@ -71,14 +79,25 @@ impl ConnStream {
             head: HeadEnd::default(),
             timed_out: false,
             answer: &[],
+            out: Outbox::default(),
+            hold_flush: AtomicBool::new(false),
             counters,
         }
     }
 
     /// Starts timing a request head: it must be complete by `at`.
     pub fn arm(&mut self, at: Instant) {
+        *self.hold_flush.get_mut() = false;
         self.head = HeadEnd::default();
         self.deadline = Some(at);
+    }
+
+    /// Keeps the response head about to be written for the first body write, through the
+    /// flush Pingora makes after a head without `Content-Length` (a rewritten page): the head
+    /// then leaves in the body's `writev` instead of a send of its own. Only for a body that
+    /// follows at once; the head waits for its first bytes.
+    pub fn hold_head_for_body(&self) {
+        self.hold_flush.store(true, Ordering::Relaxed);
     }
 
     /// Waits until the next request's first bytes arrive: `Ok(false)` when the client closed
@@ -206,7 +225,8 @@ impl AsyncWrite for ConnStream {
         let this = self.get_mut();
         // An answer is being written, so the head was complete (whatever the scanner saw).
         this.deadline = None;
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        this.out
+            .poll_write(&mut this.inner, cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -216,15 +236,21 @@ impl AsyncWrite for ConnStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.deadline = None;
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        this.out.poll_write(&mut this.inner, cx, bufs)
     }
 
+    /// Slices are taken together with the held bytes, whatever the socket under does.
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        if std::mem::take(this.hold_flush.get_mut()) && !this.out.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(this.out.poll_send(&mut this.inner, cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     /// Pingora shuts a session's stream down after a failed head read: when the deadline was
@@ -232,6 +258,7 @@ impl AsyncWrite for ConnStream {
     /// shutdown flushes it).
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        ready!(this.out.poll_send(&mut this.inner, cx))?;
         this.send_answer(cx);
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
@@ -241,7 +268,10 @@ impl Drop for ConnStream {
     /// Apps that drop the stream after a failed read instead of shutting it down (the admin
     /// listener) send the 408 too: the plain TCP stream flushes what it buffered when dropped.
     fn drop(&mut self) {
-        self.send_answer(&mut Context::from_waker(Waker::noop()));
+        let cx = &mut Context::from_waker(Waker::noop());
+        // Whatever was written and not flushed, as the socket's own buffer would send it.
+        let _ = self.out.poll_send(&mut self.inner, cx);
+        self.send_answer(cx);
     }
 }
 
@@ -314,6 +344,7 @@ impl Peek for ConnStream {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::outbox::HOLD;
     use pingora::protocols::l4::stream::Stream as L4Stream;
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpStream};
@@ -400,5 +431,54 @@ mod tests {
         let mut answer = Vec::new();
         client.read_to_end(&mut answer).await.unwrap();
         assert_eq!(answer, REQUEST_TIMEOUT);
+    }
+
+    /// Reads exactly `n` bytes from the client's end.
+    async fn read_n(client: &mut TcpStream, n: usize) -> Vec<u8> {
+        let mut got = vec![0u8; n];
+        client.read_exact(&mut got).await.unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn a_flushed_head_is_sent_unless_held_for_its_body() {
+        let (mut conn, mut client) = pair().await;
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
+        conn.write_all(head).await.unwrap();
+        assert!(!conn.out.is_empty(), "a small write waits");
+        conn.flush().await.unwrap();
+        assert!(conn.out.is_empty(), "and a flush sends it");
+        assert_eq!(read_n(&mut client, head.len()).await, head);
+
+        // Held: the flush after the head leaves it for the body's write.
+        conn.hold_head_for_body();
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        conn.write_all(head).await.unwrap();
+        conn.flush().await.unwrap();
+        assert!(!conn.out.is_empty(), "the held head waits through one flush");
+        let body = vec![b'b'; 3 * HOLD];
+        conn.write_all(&body).await.unwrap();
+        assert!(conn.out.is_empty(), "and leaves with the body");
+        conn.flush().await.unwrap();
+        let got = read_n(&mut client, head.len() + body.len()).await;
+        assert_eq!(got, [&head[..], &body].concat());
+    }
+
+    #[tokio::test]
+    async fn a_hold_lasts_one_flush_and_not_past_the_next_request() {
+        let (mut conn, mut client) = pair().await;
+        conn.hold_head_for_body();
+        conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
+        conn.flush().await.unwrap();
+        conn.flush().await.unwrap();
+        assert!(conn.out.is_empty(), "the second flush sends");
+        read_n(&mut client, 27).await;
+
+        conn.hold_head_for_body();
+        conn.arm(Instant::now() + Duration::from_secs(30));
+        conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
+        conn.flush().await.unwrap();
+        assert!(conn.out.is_empty(), "a new request starts without the hold");
+        read_n(&mut client, 27).await;
     }
 }

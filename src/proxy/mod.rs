@@ -33,6 +33,7 @@ use pingora::ErrorType;
 use crate::codec::{self, Coding, Decoder, Encoder};
 use crate::collect::collector::Collector;
 use crate::config::{Settings, Site};
+use crate::conn::ConnStream;
 use crate::inject::{self, charset, csp, decide, Injector, InjectorOptions, Skip};
 use crate::metrics::Metrics;
 use crate::origins::Pool;
@@ -375,6 +376,16 @@ impl ProxyHttp for Smproxy {
         let version = session.req_header().version;
         if version == http::Version::HTTP_10 || version == http::Version::HTTP_09 {
             headers::for_http10_client(resp);
+        }
+        if ctx.body.is_some() {
+            // Pingora flushes a head without `Content-Length` on its own; a rewritten page's
+            // first bytes follow at once, so the head waits to leave in their `writev`.
+            let conn = session
+                .stream()
+                .and_then(|s| s.as_any().downcast_ref::<ConnStream>());
+            if let Some(conn) = conn {
+                conn.hold_head_for_body();
+            }
         }
         Ok(())
     }
