@@ -455,7 +455,10 @@ mod tests {
         let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
         conn.write_all(head).await.unwrap();
         conn.flush().await.unwrap();
-        assert!(!conn.out.is_empty(), "the held head waits through one flush");
+        assert!(
+            !conn.out.is_empty(),
+            "the held head waits through one flush"
+        );
         let body = vec![b'b'; 3 * HOLD];
         conn.write_all(&body).await.unwrap();
         assert!(conn.out.is_empty(), "and leaves with the body");
@@ -468,7 +471,9 @@ mod tests {
     async fn a_hold_lasts_one_flush_and_not_past_the_next_request() {
         let (mut conn, mut client) = pair().await;
         conn.hold_head_for_body();
-        conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
+        conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .await
+            .unwrap();
         conn.flush().await.unwrap();
         conn.flush().await.unwrap();
         assert!(conn.out.is_empty(), "the second flush sends");
@@ -476,7 +481,9 @@ mod tests {
 
         conn.hold_head_for_body();
         conn.arm(Instant::now() + Duration::from_secs(30));
-        conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
+        conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .await
+            .unwrap();
         conn.flush().await.unwrap();
         assert!(conn.out.is_empty(), "a new request starts without the hold");
         read_n(&mut client, 27).await;
