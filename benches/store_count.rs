@@ -12,8 +12,10 @@
 //! Arguments: the events (`first`: each event a new visitor's first page view, marked as the
 //! collector marks it, as in the beacon workload of `benches/load.sh`; `first_unmarked`: the
 //! same without the mark; `returning`: a page view by a visitor of the prefill, one of its
-//! session); the events per batch (the writer's batches are `batch_size`, 500, when the queue
-//! is full, and a few dozen under a steady load with the 5 ms linger); the batches measured.
+//! session); the events per batch (the writer's batches are `batch_size`, 2,000, when the
+//! queue is full, a few dozen at a few thousand beacons a second, and about 1,400 at the
+//! 20,000 a second of the beacon workload, with the linger of up to 20 ms); the batches
+//! measured.
 //!
 //! The file first gets 100,000 first visits (not measured), so the id indexes are far larger
 //! than what one batch touches. Then `write_batches` writes the measured batches (callgrind

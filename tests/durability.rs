@@ -159,8 +159,9 @@ lost {lost} (≈ {window_ms:.1} ms of beacons)",
         );
         // What kill -9 can take is only what was still in memory: the queue plus the batch
         // being written. Anything more would mean committed rows went missing.
+        let batch = smproxy::store::WriterConfig::default().batch_size;
         assert!(
-            lost <= capacity + 500,
+            lost <= capacity + batch,
             "lost {lost} events, more than the queue holds"
         );
         lost_total += lost;
