@@ -25,8 +25,11 @@
 //!   the type.
 
 use std::borrow::Cow;
+use std::fmt;
 
-use serde_json::{Map, Value};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
 use url::Url;
 
 use super::origin::{authority, header_authority};
@@ -206,6 +209,8 @@ const ORIGIN_REQUIRED: Rejection = Rejection {
 /// The reasons one field can be refused for. A [`Rejection`] carries a `&'static str`, so
 /// each field's messages are spelled out at compile time by [`field!`].
 struct Field {
+    /// The field's slot in [`Fields`] (its place in [`FIELDS_ALL`]).
+    id: usize,
     name: &'static str,
     required: &'static str,
     wrong_type: &'static str,
@@ -216,10 +221,11 @@ struct Field {
     invalid: &'static str,
 }
 
-/// `field!("title", "a string", "what a bad format means")`.
+/// `field!(id, "title", "a string", "what a bad format means")`.
 macro_rules! field {
-    ($name:literal, $expected:literal, $invalid:literal) => {
+    ($id:literal, $name:literal, $expected:literal, $invalid:literal) => {
         Field {
+            id: $id,
             name: $name,
             required: concat!($name, ": required"),
             wrong_type: concat!($name, ": must be ", $expected),
@@ -232,20 +238,170 @@ macro_rules! field {
     };
 }
 
-const TYPE: Field = field!("type", "a string", "unknown");
-const URL: Field = field!("url", "a string", "must be an absolute http(s) URL");
-const REFERRER: Field = field!("referrer", "a string", "must be an absolute URL");
-const TITLE: Field = field!("title", "a string", "invalid");
-const SCREEN: Field = field!("screen", "a string", "must be WxH");
-const LANG: Field = field!("lang", "a string", "must be A-Za-z0-9-");
-const ENGAGED_MS: Field = field!("engaged_ms", "an integer", "out of range");
-const NAME: Field = field!("name", "a string", "invalid");
-const PROPS: Field = field!("props", "an object", "nested values not allowed");
-const TARGET: Field = field!("target", "a string", "must be an absolute http(s) URL");
-const EMAIL: Field = field!("email", "a string", "invalid");
-const FIELDS: Field = field!("fields", "an array of strings", "invalid");
-const CONSENT: Field = field!("consent", "a boolean", "invalid");
-const HOSTS: Field = field!("hosts", "an array of strings", "must be host names");
+const TYPE: Field = field!(0, "type", "a string", "unknown");
+const URL: Field = field!(1, "url", "a string", "must be an absolute http(s) URL");
+const REFERRER: Field = field!(2, "referrer", "a string", "must be an absolute URL");
+const TITLE: Field = field!(3, "title", "a string", "invalid");
+const SCREEN: Field = field!(4, "screen", "a string", "must be WxH");
+const LANG: Field = field!(5, "lang", "a string", "must be A-Za-z0-9-");
+const ENGAGED_MS: Field = field!(6, "engaged_ms", "an integer", "out of range");
+const NAME: Field = field!(7, "name", "a string", "invalid");
+const PROPS: Field = field!(8, "props", "an object", "nested values not allowed");
+const TARGET: Field = field!(9, "target", "a string", "must be an absolute http(s) URL");
+const EMAIL: Field = field!(10, "email", "a string", "invalid");
+const FIELDS: Field = field!(11, "fields", "an array of strings", "invalid");
+const CONSENT: Field = field!(12, "consent", "a boolean", "invalid");
+const HOSTS: Field = field!(13, "hosts", "an array of strings", "must be host names");
+
+/// Every field, each at its `id`.
+const FIELDS_ALL: [&Field; 14] = [
+    &TYPE,
+    &URL,
+    &REFERRER,
+    &TITLE,
+    &SCREEN,
+    &LANG,
+    &ENGAGED_MS,
+    &NAME,
+    &PROPS,
+    &TARGET,
+    &EMAIL,
+    &FIELDS,
+    &CONSENT,
+    &HOSTS,
+];
+
+/// A field's value as sent. Strings, the common case, stay borrowed from the body when JSON
+/// needed no unescaping; anything else is an ordinary JSON value.
+#[derive(Debug)]
+enum Slot<'a> {
+    Str(Cow<'a, str>),
+    Other(Value),
+}
+
+/// A beacon's known fields as sent, each in its [`Field::id`] slot: what reading the body into
+/// a JSON object would give for them (a repeated key: the last one; `null`: absent), without
+/// building a map, and without building the values of unknown fields at all.
+#[derive(Debug, Default)]
+struct Fields<'a> {
+    slots: [Option<Slot<'a>>; FIELDS_ALL.len()],
+}
+
+impl<'a> Fields<'a> {
+    fn slot(&self, field: &Field) -> Option<&Slot<'a>> {
+        self.slots[field.id].as_ref()
+    }
+
+    fn set(&mut self, field: &Field, slot: Option<Slot<'a>>) {
+        self.slots[field.id] = slot;
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = Fields<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut fields = Fields::default();
+                while let Some(Text(key)) = map.next_key()? {
+                    match FIELDS_ALL.iter().find(|f| f.name == key) {
+                        Some(field) => fields.set(field, map.next_value()?),
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(fields)
+            }
+        }
+        d.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// A JSON string, borrowed when it can be.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s.to_owned())))
+            }
+
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(TextVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Slot<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SlotVisitor;
+        impl<'de> Visitor<'de> for SlotVisitor {
+            type Value = Slot<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Slot<'de>, E> {
+                Ok(Slot::Str(Cow::Borrowed(s)))
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Slot<'de>, E> {
+                Ok(Slot::Str(Cow::Owned(s.to_owned())))
+            }
+
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Slot<'de>, E> {
+                Ok(Slot::Str(Cow::Owned(s)))
+            }
+
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<Slot<'de>, E> {
+                Ok(Slot::Other(Value::Bool(b)))
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Slot<'de>, E> {
+                Ok(Slot::Other(Value::from(n)))
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Slot<'de>, E> {
+                Ok(Slot::Other(Value::from(n)))
+            }
+
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Slot<'de>, E> {
+                Ok(Slot::Other(Value::from(n)))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Slot<'de>, A::Error> {
+                Value::deserialize(SeqAccessDeserializer::new(seq)).map(Slot::Other)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Slot<'de>, A::Error> {
+                Value::deserialize(MapAccessDeserializer::new(map)).map(Slot::Other)
+            }
+        }
+        d.deserialize_any(SlotVisitor)
+    }
+}
 
 /// Parses a POST body. `content_type` is the raw header.
 pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Beacon, Rejection> {
@@ -254,10 +410,12 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Beacon, Rej
         return Err(BODY_TOO_LARGE);
     }
     let text = std::str::from_utf8(body).map_err(|_| bad("invalid utf-8"))?;
-    let value: Value = serde_json::from_str(text).map_err(|_| bad("invalid json"))?;
-    let Value::Object(obj) = value else {
-        return Err(bad("not a JSON object"));
-    };
+    let obj: Fields = serde_json::from_str(text).map_err(|e| match e.classify() {
+        // Well-formed JSON of another type than an object (the only data error possible:
+        // every field takes any value).
+        serde_json::error::Category::Data => bad("not a JSON object"),
+        _ => bad("invalid json"),
+    })?;
     validate(kind(&obj)?, &obj)
 }
 
@@ -272,19 +430,20 @@ const QUERY_FIELDS: [&Field; 7] = [&TYPE, &URL, &REFERRER, &TITLE, &SCREEN, &LAN
 /// once, the first time; an empty `url=` is the same as none (templates render it when they
 /// do not know the page).
 pub fn parse_query(query: &str, referer: Option<&str>) -> Result<Beacon, Rejection> {
-    let mut obj = Map::new();
+    let mut obj = Fields::default();
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        let wanted = QUERY_FIELDS.iter().any(|f| f.name == key);
-        if wanted && !obj.contains_key(key.as_ref()) {
-            obj.insert(key.into_owned(), Value::String(value.into_owned()));
+        let wanted = QUERY_FIELDS.iter().find(|f| f.name == key);
+        if let Some(field) = wanted.filter(|f| obj.slot(f).is_none()) {
+            obj.set(field, Some(Slot::Str(value)));
         }
     }
-    if obj.get(URL.name).and_then(Value::as_str) == Some("") {
-        obj.remove(URL.name);
+    if matches!(obj.slot(&URL), Some(Slot::Str(url)) if url.is_empty()) {
+        obj.set(&URL, None);
     }
     if let Some(referer) = referer.filter(|r| !r.is_empty()) {
-        obj.entry(URL.name)
-            .or_insert_with(|| Value::String(referer.to_owned()));
+        if obj.slot(&URL).is_none() {
+            obj.set(&URL, Some(Slot::Str(Cow::Borrowed(referer))));
+        }
     }
     let kind = match get_str(&obj, &TYPE)? {
         None => BeaconKind::Pageview,
@@ -361,14 +520,14 @@ fn check_content_type(content_type: Option<&str>) -> Result<(), Rejection> {
 }
 
 /// The beacon's `type`.
-fn kind(obj: &Map<String, Value>) -> Result<BeaconKind, Rejection> {
+fn kind(obj: &Fields) -> Result<BeaconKind, Rejection> {
     let name = get_str(obj, &TYPE)?.ok_or(bad(TYPE.required))?;
     BeaconKind::from_name(name).ok_or(bad(TYPE.invalid))
 }
 
 /// Every field in table order (so the first bad one in that order is reported), then the
 /// fields the kind requires.
-fn validate(kind: BeaconKind, obj: &Map<String, Value>) -> Result<Beacon, Rejection> {
+fn validate(kind: BeaconKind, obj: &Fields) -> Result<Beacon, Rejection> {
     let beacon = Beacon {
         kind,
         url: page_url(obj)?,
@@ -398,16 +557,21 @@ fn validate(kind: BeaconKind, obj: &Map<String, Value>) -> Result<Beacon, Reject
     }
 }
 
-/// The field's value; `null` counts as absent (a tracker may well send `"title": null`).
-fn get<'a>(obj: &'a Map<String, Value>, field: &Field) -> Option<&'a Value> {
-    obj.get(field.name).filter(|v| !v.is_null())
+/// A field that is not a string; `null` counts as absent (a tracker may well send
+/// `"title": null`).
+fn get<'a>(obj: &'a Fields, field: &Field) -> Result<Option<&'a Value>, Rejection> {
+    match obj.slot(field) {
+        None => Ok(None),
+        Some(Slot::Other(v)) => Ok(Some(v)),
+        Some(Slot::Str(_)) => Err(bad(field.wrong_type)),
+    }
 }
 
-fn get_str<'a>(obj: &'a Map<String, Value>, field: &Field) -> Result<Option<&'a str>, Rejection> {
-    match get(obj, field) {
+fn get_str<'a>(obj: &'a Fields, field: &Field) -> Result<Option<&'a str>, Rejection> {
+    match obj.slot(field) {
         None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(bad(field.wrong_type)),
+        Some(Slot::Str(s)) => Ok(Some(s)),
+        Some(Slot::Other(_)) => Err(bad(field.wrong_type)),
     }
 }
 
@@ -454,13 +618,13 @@ fn http_url(s: &str, field: &Field) -> Result<Url, Rejection> {
     Ok(url)
 }
 
-fn page_url(obj: &Map<String, Value>) -> Result<Url, Rejection> {
+fn page_url(obj: &Fields) -> Result<Url, Rejection> {
     let raw = get_str(obj, &URL)?.ok_or(bad(URL.required))?;
     http_url(raw, &URL)
 }
 
 /// Any absolute URL: apps refer with their own schemes (`android-app://…`).
-fn referrer(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
+fn referrer(obj: &Fields) -> Result<Option<String>, Rejection> {
     match get_str(obj, &REFERRER)? {
         None | Some("") => Ok(None),
         Some(raw) => absolute_url(raw, &REFERRER).map(|u| Some(u.into())),
@@ -469,7 +633,7 @@ fn referrer(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
 
 /// Line breaks and tabs become spaces: DOM titles often contain them and refusing the page
 /// view over it would lose real traffic.
-fn title(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
+fn title(obj: &Fields) -> Result<Option<String>, Rejection> {
     let Some(raw) = get_str(obj, &TITLE)? else {
         return Ok(None);
     };
@@ -492,7 +656,7 @@ fn title(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
 }
 
 /// `WxH`, each 1–5 ASCII digits.
-fn screen(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
+fn screen(obj: &Fields) -> Result<Option<String>, Rejection> {
     let Some(raw) = get_str(obj, &SCREEN)? else {
         return Ok(None);
     };
@@ -505,7 +669,7 @@ fn screen(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
 
 /// A language tag as `navigator.language` gives it; not checked against BCP 47 beyond its
 /// alphabet.
-fn lang(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
+fn lang(obj: &Fields) -> Result<Option<String>, Rejection> {
     let Some(raw) = get_str(obj, &LANG)? else {
         return Ok(None);
     };
@@ -521,8 +685,8 @@ fn lang(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
 }
 
 /// A whole number of milliseconds (`1500.5` and `"1500"` are refused).
-fn engaged_ms(obj: &Map<String, Value>) -> Result<Option<i64>, Rejection> {
-    let Some(value) = get(obj, &ENGAGED_MS) else {
+fn engaged_ms(obj: &Fields) -> Result<Option<i64>, Rejection> {
+    let Some(value) = get(obj, &ENGAGED_MS)? else {
         return Ok(None);
     };
     let ms = match value.as_i64() {
@@ -539,7 +703,7 @@ fn engaged_ms(obj: &Map<String, Value>) -> Result<Option<i64>, Rejection> {
 }
 
 /// Kept exactly as sent (not trimmed): it is the site's own identifier.
-fn name(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
+fn name(obj: &Fields) -> Result<Option<String>, Rejection> {
     let Some(raw) = get_str(obj, &NAME)? else {
         return Ok(None);
     };
@@ -548,8 +712,8 @@ fn name(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
 }
 
 /// A flat object, re-serialised compactly so the store gets bounded, well-formed JSON.
-fn props(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
-    let Some(value) = get(obj, &PROPS) else {
+fn props(obj: &Fields) -> Result<Option<String>, Rejection> {
+    let Some(value) = get(obj, &PROPS)? else {
         return Ok(None);
     };
     let Value::Object(map) = value else {
@@ -597,7 +761,7 @@ fn check_prop_value(value: &Value) -> Result<(), Rejection> {
 }
 
 /// The link target of an outbound click.
-fn target(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
+fn target(obj: &Fields) -> Result<Option<String>, Rejection> {
     match get_str(obj, &TARGET)? {
         None => Ok(None),
         Some(raw) => http_url(raw, &TARGET).map(|u| Some(u.into())),
@@ -606,7 +770,7 @@ fn target(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
 
 /// Only bounded and clean here; whether it is an address at all is the store's call, where it
 /// is normalised.
-fn email(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
+fn email(obj: &Fields) -> Result<Option<String>, Rejection> {
     let Some(raw) = get_str(obj, &EMAIL)? else {
         return Ok(None);
     };
@@ -619,12 +783,8 @@ fn email(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
 }
 
 /// An array of at most `max` strings (absent: empty).
-fn string_list<'a>(
-    obj: &'a Map<String, Value>,
-    field: &Field,
-    max: usize,
-) -> Result<Vec<&'a str>, Rejection> {
-    let Some(value) = get(obj, field) else {
+fn string_list<'a>(obj: &'a Fields, field: &Field, max: usize) -> Result<Vec<&'a str>, Rejection> {
+    let Some(value) = get(obj, field)? else {
         return Ok(Vec::new());
     };
     let Value::Array(items) = value else {
@@ -640,15 +800,15 @@ fn string_list<'a>(
 }
 
 /// Form field names, in the order sent.
-fn fields(obj: &Map<String, Value>) -> Result<Vec<String>, Rejection> {
+fn fields(obj: &Fields) -> Result<Vec<String>, Rejection> {
     string_list(obj, &FIELDS, MAX_FIELDS)?
         .into_iter()
         .map(|name| check_text(name, &FIELDS, MAX_FIELD_NAME).map(|()| name.to_owned()))
         .collect()
 }
 
-fn consent(obj: &Map<String, Value>) -> Result<Option<bool>, Rejection> {
-    match get(obj, &CONSENT) {
+fn consent(obj: &Fields) -> Result<Option<bool>, Rejection> {
+    match get(obj, &CONSENT)? {
         None => Ok(None),
         Some(value) => value.as_bool().map(Some).ok_or(bad(CONSENT.wrong_type)),
     }
@@ -657,7 +817,7 @@ fn consent(obj: &Map<String, Value>) -> Result<Option<bool>, Rejection> {
 /// Hosts as `link.host` gives them (with a port when the link has one), lower-cased and
 /// deduplicated in order. Only their alphabet is checked: they are looked up among the
 /// configured sites, never used to build anything.
-fn hosts(obj: &Map<String, Value>) -> Result<Vec<String>, Rejection> {
+fn hosts(obj: &Fields) -> Result<Vec<String>, Rejection> {
     let mut hosts: Vec<String> = Vec::new();
     for raw in string_list(obj, &HOSTS, MAX_HOSTS)? {
         let host = raw.to_ascii_lowercase();
@@ -680,7 +840,7 @@ fn hosts(obj: &Map<String, Value>) -> Result<Vec<String>, Rejection> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Map};
 
     use super::*;
 
@@ -1056,6 +1216,34 @@ mod tests {
         })))
         .unwrap();
         assert_eq!(b, bare(BeaconKind::Pageview, "https://shop.test/"));
+    }
+
+    /// The typed reading gives what a JSON object would: the last of a repeated key wins
+    /// (also when it is `null`), escaped keys and values are decoded, and an unknown field's
+    /// value is skipped whatever it holds.
+    #[test]
+    fn repeated_and_escaped_keys_read_like_a_json_object() {
+        let body = r#"{"type":"pageview","url":"https://shop.test/",
+            "title":"first","title":"second",
+            "lang":"en","lang":null,
+            "ur\u006c":"https://shop.test/p\u00e9",
+            "future":{"deep":[[[{"x":"\u0000"}]]]}}"#;
+        let b = parse_body(SENDBEACON, body.as_bytes()).unwrap();
+        assert_eq!(b.title.as_deref(), Some("second"));
+        assert_eq!(b.lang, None);
+        assert_eq!(b.url.as_str(), "https://shop.test/p%C3%A9");
+        let engaged =
+            r#"{"type":"engagement","url":"https://shop.test/","engaged_ms":"5","engaged_ms":5}"#;
+        assert_eq!(
+            parse_body(SENDBEACON, engaged.as_bytes())
+                .unwrap()
+                .engaged_ms,
+            Some(5)
+        );
+        let string_last =
+            r#"{"type":"engagement","url":"https://shop.test/","engaged_ms":5,"engaged_ms":"5"}"#;
+        let r = parse_body(SENDBEACON, string_last.as_bytes()).unwrap_err();
+        assert_eq!(r.reason, "engaged_ms: must be an integer");
     }
 
     #[test]

@@ -256,6 +256,18 @@ pub fn beacon_body_contract(body: &[u8], selector: usize) {
         }
     }
     assert_eq!(first, beacon::parse_body(ct, body), "not deterministic");
+    // The body is read field by field, never into a JSON object: it must answer exactly as
+    // the same object written out plainly does (repeated keys resolved, escapes decoded).
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(body) {
+        let plain = serde_json::to_vec(&map).expect("a JSON object serialises");
+        if body.len() <= beacon::MAX_BODY && plain.len() <= beacon::MAX_BODY {
+            assert_eq!(
+                first,
+                beacon::parse_body(ct, &plain),
+                "read unlike a JSON object"
+            );
+        }
+    }
 }
 
 /// `parse_query` (the pixel) and `check_origin` on any text: same guarantees.
