@@ -283,7 +283,15 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("{scope}/companies"), |b| {
             b.iter(|| black_box(store.companies(f, 50).unwrap()))
         });
+        // The last five minutes of the generated traffic.
+        g.bench_function(format!("{scope}/live_visitors"), |b| {
+            b.iter(|| black_box(store.live_visitors(f.site.as_deref(), f.to_ms).unwrap()))
+        });
     }
+    // The install status page: every site's first and last event and its count.
+    g.bench_function("sites_seen", |b| {
+        b.iter(|| black_box(store.sites_seen().unwrap()))
+    });
     g.bench_function("contacts_search", |b| {
         b.iter(|| black_box(store.contacts(Some("firma1"), 50, 0).unwrap()))
     });
