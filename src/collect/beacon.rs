@@ -1218,6 +1218,14 @@ mod tests {
         assert_eq!(b, bare(BeaconKind::Pageview, "https://shop.test/"));
     }
 
+    /// Each field's slot is its own.
+    #[test]
+    fn every_field_has_its_own_slot() {
+        for (i, field) in FIELDS_ALL.iter().enumerate() {
+            assert_eq!(field.id, i, "{}", field.name);
+        }
+    }
+
     /// The typed reading gives what a JSON object would: the last of a repeated key wins
     /// (also when it is `null`), escaped keys and values are decoded, and an unknown field's
     /// value is skipped whatever it holds.
