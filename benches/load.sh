@@ -301,20 +301,24 @@ cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
-# wait_stored NAME: for smproxy, waits until its event writer has stored everything queued
-# (queue depth 0 on /metrics), so that the CPU time of a beacon run includes storing its
+# wait_stored NAME: for smproxy, waits until its event writer has committed every event it
+# accepted (`written + abandoned = enqueued` on /metrics; an empty queue is not enough, the last
+# batch may still be committing), so that the CPU time of a beacon run includes storing its
 # beacons, not only answering them. Nothing to wait for with nginx.
 wait_stored() {
-    local name=$1 depth
+    local name=$1 state=""
     [ -n "${ADMIN_PORT[$name]:-}" ] || return 0
     for _ in $(seq 600); do
-        depth=$(curl -sf -H "Authorization: Bearer $ADMIN_TOKEN" \
-            "http://127.0.0.1:${ADMIN_PORT[$name]}/metrics" |
-            awk '$1 == "smproxy_event_queue_depth" {print $2}')
-        [ "$depth" = 0 ] && return 0
+        state=$(curl -sf -H "Authorization: Bearer $ADMIN_TOKEN" \
+            "http://127.0.0.1:${ADMIN_PORT[$name]}/metrics" | awk '
+                $1 == "smproxy_events_enqueued_total" {e = $2}
+                $1 == "smproxy_events_written_total" {w = $2}
+                $1 == "smproxy_events_abandoned_total" {a = $2}
+                END {print (e != "" && w + a == e) ? "settled" : e " accepted, " w " written"}')
+        [ "$state" = settled ] && return 0
         sleep 0.1
     done
-    die "$name: the event queue did not drain (depth $depth)"
+    die "$name: the event writer did not settle ($state)"
 }
 
 # run_wrk NAME WORKLOAD REPEAT: one warm-up and one measured wrk run; appends to runs.tsv.
@@ -345,7 +349,7 @@ run_wrk() {
     # Reset the peak RSS (VmHWM) so that it reflects this run only.
     echo 5 >"/proc/$wpid/clear_refs" 2>/dev/null || true
     local t0 t1 out
-    # Beacons: the CPU time from an empty queue to an empty queue again, so that a writer
+    # Beacons: the CPU time from a settled writer to a settled writer again, so that a writer
     # lagging behind the answers neither hides the cost of this run nor adds the warm-up's.
     if [ -n "$beacon" ]; then wait_stored "$name"; fi
     t0=$(cpu_ticks "$wpid")

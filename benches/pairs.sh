@@ -4,17 +4,20 @@
 # machine whose speed drifts by more than that between runs.
 #
 #   bash benches/pairs.sh BEFORE_BINARY AFTER_BINARY
-#   PAIRS=20 SECONDS_EACH=2 PAGES=rotation|median INJECT=true|false bash benches/pairs.sh A B
+#   PAIRS=20 SECONDS_EACH=2 PAGES=rotation|median|beacons INJECT=true|false bash benches/pairs.sh A B
 #
 # Both run at once on CPU 1 (only the one under load works), an nginx origin serving the
 # corpus and wrk on CPU 0. Each pair is a run of A and a run of B, each first in turn (after a
 # 1 s warm-up each); the figure is each build's CPU time per request (from /proc/PID/stat)
-# over that run, and the ratio B ÷ A within each pair, so that drift between pairs cancels. Prints every pair,
+# over that run, and the ratio B ÷ A within each pair, so that drift between pairs cancels. With
+# PAGES=beacons the load is the tracker's page-view beacon from first visits (as in load.sh),
+# each build storing into its own SQLite file, and a run's CPU time goes from a settled event
+# writer to a settled writer again, so it includes storing every beacon. Prints every pair,
 # then the median and mean of the ratios and how many pairs B was cheaper in. It fails on any
 # wrk error or non-2xx answer but does not check the pages themselves: benches/load.sh and
 # the tests do.
 #
-# Needs Debian's nginx and wrk, python3, taskset.
+# Needs Debian's nginx and wrk, python3, taskset, curl.
 set -euo pipefail
 
 before=$(realpath "${1:?usage: pairs.sh BEFORE_BINARY AFTER_BINARY}")
@@ -27,8 +30,8 @@ CONNS=${CONNS:-64}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 corpus=$(realpath "${SMPROXY_CORPUS:-$here/../../shared/corpus/pages}")
 [ -d "$corpus" ] || { echo "corpus not found at $corpus (set SMPROXY_CORPUS)" >&2; exit 1; }
-case $PAGES in rotation|median) ;; *) echo "PAGES is rotation or median, not $PAGES" >&2; exit 2 ;; esac
-for tool in nginx wrk python3 taskset; do
+case $PAGES in rotation|median|beacons) ;; *) echo "PAGES is rotation, median or beacons, not $PAGES" >&2; exit 2 ;; esac
+for tool in nginx wrk python3 taskset curl; do
     command -v "$tool" >/dev/null || { echo "$tool not found" >&2; exit 1; }
 done
 
@@ -81,7 +84,7 @@ taskset -c 0 nginx -p "$tmp/o/" -c "$tmp/o/nginx.conf" -e "$tmp/o/logs/error.log
 pids+=($!)
 
 # start NAME BINARY: an smproxy with its own store and ports on CPU 1; sets PORT_<NAME>.
-declare -A PORT PID
+declare -A PORT PID ADMIN
 start() {
     local name=$1 bin=$2 port admin
     port=$(free_port)
@@ -111,6 +114,7 @@ EOF
     PID[$name]=$!
     pids+=($!)
     PORT[$name]=$port
+    ADMIN[$name]=$admin
 }
 start a "$before"
 start b "$after"
@@ -129,12 +133,38 @@ done
 
 ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 clk=$(getconf CLK_TCK)
+# settle NAME: with beacons, waits until NAME's event writer has committed every event it
+# accepted (as load.sh's wait_stored).
+settle() {
+    local name=$1 state=""
+    [ "$PAGES" = beacons ] || return 0
+    for _ in $(seq 600); do
+        state=$(curl -sf -H "Authorization: Bearer pairs-benchmark-admin-token" \
+            "http://127.0.0.1:${ADMIN[$name]}/metrics" | awk '
+                $1 == "smproxy_events_enqueued_total" {e = $2}
+                $1 == "smproxy_events_written_total" {w = $2}
+                $1 == "smproxy_events_abandoned_total" {a = $2}
+                END {print (e != "" && w + a == e) ? "settled" : e " accepted, " w " written"}')
+        [ "$state" = settled ] && return 0
+        sleep 0.1
+    done
+    echo "$name: the event writer did not settle ($state)" >&2
+    exit 1
+}
+
 # run NAME SECONDS: CPU µs per request of NAME over one wrk run of SECONDS.
 run() {
     local name=$1 secs=$2 t0 t1 out n
+    settle "$name"
     t0=$(ticks "${PID[$name]}")
-    out=$(WRK_PATHS=$tmp/$PAGES.txt taskset -c 0 wrk -t 1 -c "$CONNS" -d "${secs}s" \
-        -s "$here/load/wrk.lua" "http://127.0.0.1:${PORT[$name]}/")
+    if [ "$PAGES" = beacons ]; then
+        out=$(WRK_BEACON=1 taskset -c 0 wrk -t 1 -c "$CONNS" -d "${secs}s" \
+            -s "$here/load/wrk.lua" "http://127.0.0.1:${PORT[$name]}/_sm/collect")
+    else
+        out=$(WRK_PATHS=$tmp/$PAGES.txt taskset -c 0 wrk -t 1 -c "$CONNS" -d "${secs}s" \
+            -s "$here/load/wrk.lua" "http://127.0.0.1:${PORT[$name]}/")
+    fi
+    settle "$name"
     t1=$(ticks "${PID[$name]}")
     n=$(sed -n 's/^WRK requests=\([0-9]*\).*/\1/p' <<<"$out")
     grep -q ' connect=0 read=0 write=0 status=0 timeout=0 ' <<<"$out" || { echo "errors from $name: $out" >&2; exit 1; }

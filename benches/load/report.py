@@ -72,8 +72,9 @@ def main():
       "script except in the 1,000-connection run. Peak RSS: VmHWM of the server's working "
       "process (nginx worker, smproxy) during the run. CPU busy: the server's CPU time ÷ "
       "wall time; well below 100 means CPU 0 (wrk + origin), not the server, set the pace. "
-      "Beacons through smproxy: CPU time from an empty event queue to an empty queue again, so "
-      "it includes storing every answered beacon (CPU busy can then exceed 100).")
+      "Beacons through smproxy: CPU time from every accepted event stored to every accepted "
+      "event stored again, so it includes storing every answered beacon (CPU busy can then "
+      "exceed 100).")
     w("")
 
     def mem_med(server, key):
