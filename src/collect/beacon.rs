@@ -1330,6 +1330,27 @@ mod tests {
     }
 
     #[test]
+    fn a_long_number_is_stored_as_the_closest_double() {
+        // 1.00000000007000000001e99 written out in full: an inexact float parser rounds it
+        // one ulp off, and its stored text then reads back as yet another value.
+        let digits = format!("100000000007000000001{}", "0".repeat(79));
+        let body = format!(
+            r#"{{"type":"event","url":"http://shop.example/","name":"n","props":{{"a":{digits}}}}}"#
+        );
+        let b = parse_body(SENDBEACON, body.as_bytes()).unwrap();
+        let stored = b.props_json.unwrap();
+        assert_eq!(stored, r#"{"a":1.00000000007e+99}"#);
+        // The same body read whole as JSON holds the same number.
+        let whole: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(whole["props"].to_string(), stored);
+        let again = format!(
+            r#"{{"type":"event","url":"http://shop.example/","name":"n","props":{stored}}}"#
+        );
+        let b = parse_body(SENDBEACON, again.as_bytes()).unwrap();
+        assert_eq!(b.props_json.as_deref(), Some(stored.as_str()));
+    }
+
+    #[test]
     fn props_must_be_flat_and_small() {
         let ev = |props: Value| refused(beacon("event", json!({"name": "buy", "props": props})));
         assert_eq!(
