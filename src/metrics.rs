@@ -296,6 +296,11 @@ impl Metrics {
             .into_iter()
             .map(|(l, v)| (l.to_string(), v.load(Relaxed))),
         );
+        family(
+            "smproxy_requests_answered_early_total",
+            "Requests answered before Pingora's request handling: beacons and tracker requests complete in one read, with plain framing.",
+            &mut std::iter::once((String::new(), self.conn.answered_early.load(Relaxed))),
+        );
         if let Some(q) = self.queue.get() {
             let st = q.stats();
             let _ = write!(

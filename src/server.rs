@@ -181,10 +181,11 @@ pub fn build(settings: Arc<Settings>, opts: ProcessOptions) -> anyhow::Result<Bu
     let app = Smproxy::new(settings.clone(), metrics.clone(), collector);
     let checks = crate::origins::health::HealthChecks::new(&settings, &app.pools());
     let limits = conn_limits(&settings);
+    let shortcut = app.shortcut();
     let proxy_app = pingora::proxy::http_proxy(&server.configuration, app);
     let mut proxy = Service::new(
         "smproxy public".to_string(),
-        ConnApp::new(proxy_app, limits, metrics.conn.clone()),
+        ConnApp::new(proxy_app, limits, metrics.conn.clone()).with_shortcut(shortcut),
     );
     for addr in &settings.listen {
         proxy.add_listener(plain_listener(addr));

@@ -19,6 +19,7 @@ use pingora::server::ShutdownWatch;
 use tokio::time::Instant;
 
 use super::counters::ConnCounters;
+use super::shortcut::Shortcut;
 use super::stream::ConnStream;
 
 /// How long a client connection may take, as configured under `timeouts`.
@@ -37,15 +38,30 @@ pub struct ConnApp<A> {
     app: Arc<A>,
     limits: ConnLimits,
     counters: Arc<ConnCounters>,
+    shortcut: Option<Arc<dyn Shortcut>>,
 }
 
-impl<A> ConnApp<A> {
+impl<A: HttpServerApp> ConnApp<A> {
     pub fn new(app: A, limits: ConnLimits, counters: Arc<ConnCounters>) -> ConnApp<A> {
         ConnApp {
             app: Arc::new(app),
             limits,
             counters,
+            shortcut: None,
         }
+    }
+
+    /// Lets `shortcut` answer the requests it claims before Pingora (see [`super::shortcut`]).
+    /// Not with a `keepalive_request_limit`: only Pingora's sessions count toward it.
+    pub fn with_shortcut(mut self, shortcut: Arc<dyn Shortcut>) -> ConnApp<A> {
+        let limited = self
+            .app
+            .server_options()
+            .is_some_and(|o| o.keepalive_request_limit.is_some());
+        if !limited {
+            self.shortcut = Some(shortcut);
+        }
+        self
     }
 }
 
@@ -101,6 +117,27 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnApp<A> {
                         self.counters.idle_close();
                     }
                     return;
+                }
+            }
+            if let Some(shortcut) = self.shortcut.as_deref() {
+                // Not once a shutdown started: Pingora's session then answers with
+                // `Connection: close`.
+                if conn.claimed_by(shortcut) && !*shutdown.borrow() {
+                    // Boxed: the parser's state would otherwise grow every idle connection's
+                    // future.
+                    match Box::pin(conn.answer_with(shortcut)).await {
+                        Ok(None) => {}
+                        Ok(Some(close)) => {
+                            self.counters.answered_early();
+                            if close {
+                                let _ = tokio::io::AsyncWriteExt::shutdown(&mut *conn).await;
+                                return;
+                            }
+                            first = false;
+                            continue;
+                        }
+                        Err(_) => return,
+                    }
                 }
             }
             if !first {

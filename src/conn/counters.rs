@@ -1,4 +1,4 @@
-//! What the client connection limits did, shown on `/metrics`.
+//! What the client connection limits and the shortcut did, shown on `/metrics`.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -10,6 +10,8 @@ pub struct ConnCounters {
     pub header_timeouts: AtomicU64,
     /// Keep-alive connections idle for `timeouts.keepalive`.
     pub idle_closed: AtomicU64,
+    /// Requests answered by the app's [`super::Shortcut`] before Pingora.
+    pub answered_early: AtomicU64,
 }
 
 impl ConnCounters {
@@ -19,5 +21,9 @@ impl ConnCounters {
 
     pub(super) fn idle_close(&self) {
         self.idle_closed.fetch_add(1, Relaxed);
+    }
+
+    pub(super) fn answered_early(&self) {
+        self.answered_early.fetch_add(1, Relaxed);
     }
 }

@@ -29,6 +29,7 @@ use tokio::time::{Instant, Sleep};
 use super::counters::ConnCounters;
 use super::head_end::HeadEnd;
 use super::outbox::Outbox;
+use super::shortcut::{self, Shortcut};
 
 /// The answer to a head that did not arrive in time (RFC 9110 §15.5.9); the connection closes.
 const REQUEST_TIMEOUT: &[u8] =
@@ -120,6 +121,41 @@ impl ConnStream {
             Poll::Ready(Ok(true))
         })
         .await
+    }
+
+    /// Whether the bytes held from the idle wait start with a request line whose method and
+    /// path `shortcut` claims (no more than the request line is looked at).
+    pub fn claimed_by(&self, shortcut: &dyn Shortcut) -> bool {
+        shortcut::method_and_path(&self.replay[self.replayed..])
+            .is_some_and(|(method, path)| shortcut.claims(method, path))
+    }
+
+    /// Answers the request held from the idle wait with `shortcut`, if it is one whole request
+    /// with plain framing that the shortcut takes: `Ok(None)` when it is left to Pingora
+    /// (nothing was consumed or written), `Ok(Some(close))` once answered, `close` telling
+    /// that the connection must close now.
+    pub async fn answer_with(&mut self, shortcut: &dyn Shortcut) -> io::Result<Option<bool>> {
+        let peer = self
+            .inner
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let tls = self.inner.get_ssl_digest().is_some();
+        let (answer, close) = {
+            let mut headers = [httparse::EMPTY_HEADER; shortcut::MAX_HEADERS];
+            let pending = &self.replay[self.replayed..];
+            let Some(req) = shortcut::parse(pending, &mut headers, peer, tls) else {
+                return Ok(None);
+            };
+            let Some(answer) = shortcut.answer(&req).await else {
+                return Ok(None);
+            };
+            (answer, req.close)
+        };
+        self.replay = Vec::new();
+        self.replayed = 0;
+        self.inner.write_all(&answer).await?;
+        self.inner.flush().await?;
+        Ok(Some(close))
     }
 
     /// Hands on as much of the replayed bytes as `buf` takes.

@@ -1,6 +1,7 @@
 //! The proxy's side of first-party collection: answers the tracker and collect paths itself
 //! (never proxied), and runs page navigations past the collector for identity cookies.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use pingora::proxy::Session;
 
 use super::{header_str, request_host, RequestCtx, Smproxy};
 use crate::collect::collector::{BeaconAnswer, BeaconRequest, Client, PageAnswer};
-use crate::config::Site;
+use crate::config::{Settings, Site};
 
 /// What `request_filter` should do after the collection looked at a request.
 pub enum Handled {
@@ -83,31 +84,10 @@ impl Smproxy {
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-        let trusted = &self.settings.collect.trusted_proxies;
-        let xff = req
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        let ip = trusted.client_ip(peer, xff);
-        let https = session.digest().is_some_and(|d| d.ssl_digest.is_some())
-            || trusted.forwarded_https(peer, header_str(req, "x-forwarded-proto"));
-        Client {
-            site,
-            host: request_host(req).unwrap_or(""),
-            https,
-            ip,
-            user_agent: header_str(req, "user-agent"),
-            cookies: req
-                .headers
-                .get_all(header::COOKIE)
-                .iter()
-                .map(|v| v.as_bytes())
-                .collect(),
-            gpc: header_str(req, "sec-gpc").is_some_and(|v| v.trim() == "1"),
-            dnt: header_str(req, "dnt").is_some_and(|v| v.trim() == "1"),
-        }
+            .map(|a| a.ip());
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let host = request_host(req).unwrap_or("");
+        client(&self.settings, site, &req, peer, tls, host)
     }
 
     async fn answer_tracker(&self, session: &mut Session) -> Result<()> {
@@ -168,6 +148,55 @@ impl Smproxy {
     }
 }
 
+/// The request headers the collection reads: Pingora's, or those of a request answered
+/// before Pingora (`shortcut.rs`). Values outside visible ASCII read as absent in both.
+pub(super) trait Headers<'a> {
+    /// The first value of `name`.
+    fn first(&self, name: &str) -> Option<&'a str>;
+    /// Every value of `name`, in order.
+    fn all(&self, name: &'static str) -> impl Iterator<Item = &'a [u8]>;
+}
+
+impl<'a> Headers<'a> for &'a RequestHeader {
+    fn first(&self, name: &str) -> Option<&'a str> {
+        header_str(self, name)
+    }
+
+    fn all(&self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
+        self.headers.get_all(name).iter().map(|v| v.as_bytes())
+    }
+}
+
+/// What is known about a client from its request: `peer` is the connection's address
+/// (`None`: not an IP socket), `tls` whether the connection is.
+pub(super) fn client<'a>(
+    settings: &Settings,
+    site: &'a std::sync::Arc<Site>,
+    headers: &impl Headers<'a>,
+    peer: Option<IpAddr>,
+    tls: bool,
+    host: &'a str,
+) -> Client<'a> {
+    let peer = peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let trusted = &settings.collect.trusted_proxies;
+    let xff = headers
+        .all("x-forwarded-for")
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .filter(|v| v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)));
+    let ip = trusted.client_ip(peer, xff);
+    let https = tls || trusted.forwarded_https(peer, headers.first("x-forwarded-proto"));
+    Client {
+        site,
+        host,
+        https,
+        ip,
+        user_agent: headers.first("user-agent"),
+        cookies: headers.all("cookie").collect(),
+        gpc: headers.first("sec-gpc").is_some_and(|v| v.trim() == "1"),
+        dnt: headers.first("dnt").is_some_and(|v| v.trim() == "1"),
+    }
+}
+
 /// The request body, or `true` as soon as it is known to exceed `limit` (from
 /// `Content-Length`, or while reading), without reading everything a hostile client sends.
 async fn read_capped(
@@ -196,18 +225,11 @@ async fn read_capped(
 }
 
 async fn write_beacon_answer(session: &mut Session, a: BeaconAnswer) -> Result<()> {
+    let headers = beacon_headers(&a);
     // Without the case map, like the tracker's answer (see `answer_tracker`).
-    let mut h = ResponseHeader::build_no_case(a.status, Some(4 + a.set_cookies.len()))?;
-    h.insert_header(header::CACHE_CONTROL, "no-store")?;
-    h.insert_header("x-content-type-options", "nosniff")?;
-    if let Some(ct) = a.content_type {
-        h.insert_header(header::CONTENT_TYPE, ct)?;
-    }
-    if a.status != 204 {
-        h.insert_header(header::CONTENT_LENGTH, a.body.len().to_string())?;
-    }
-    for c in a.set_cookies {
-        h.append_header(header::SET_COOKIE, c)?;
+    let mut h = ResponseHeader::build_no_case(a.status, Some(headers.len()))?;
+    for (name, value) in headers {
+        h.append_header(name, value.into_owned())?;
     }
     let head_only = session.req_header().method == http::Method::HEAD || a.body.is_empty();
     session
@@ -219,6 +241,23 @@ async fn write_beacon_answer(session: &mut Session, a: BeaconAnswer) -> Result<(
             .await?;
     }
     Ok(())
+}
+
+/// The headers of a beacon's answer, in order (Pingora adds `date` and `connection`).
+pub(super) fn beacon_headers(a: &BeaconAnswer) -> Vec<(&'static str, Cow<'_, str>)> {
+    let mut h = Vec::with_capacity(4 + a.set_cookies.len());
+    h.push(("cache-control", Cow::Borrowed("no-store")));
+    h.push(("x-content-type-options", Cow::Borrowed("nosniff")));
+    if let Some(ct) = a.content_type {
+        h.push(("content-type", Cow::Borrowed(ct)));
+    }
+    if a.status != 204 {
+        h.push(("content-length", Cow::Owned(a.body.len().to_string())));
+    }
+    for c in &a.set_cookies {
+        h.push(("set-cookie", Cow::Borrowed(c.as_str())));
+    }
+    h
 }
 
 /// A top-level page load: `Sec-Fetch-Dest: document` when the browser says, else an `Accept`

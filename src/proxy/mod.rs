@@ -2,6 +2,7 @@
 //!
 //! | phase | job |
 //! |---|---|
+//! | (before Pingora) | plain beacons and tracker requests (`shortcut.rs`) |
 //! | `request_filter` | route by Host (421 when no site); plain HTTP → HTTPS redirect (`edge.rs`); the tracker and collect paths and the identity of page navigations (`collect.rs`); decide whether the page may be injected |
 //! | `upstream_peer` | one of the site's origins (`origins::Pool`) |
 //! | `fail_to_connect` | passive ejection; retry an idempotent request on another origin |
@@ -18,6 +19,7 @@ mod collect;
 mod edge;
 mod errors;
 pub mod headers;
+mod shortcut;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -92,6 +94,15 @@ impl Smproxy {
             metrics,
             collector,
         }
+    }
+
+    /// What answers beacons and the tracker before Pingora, for [`crate::conn::ConnApp`].
+    pub fn shortcut(&self) -> Arc<dyn crate::conn::Shortcut> {
+        Arc::new(shortcut::CollectShortcut {
+            settings: self.settings.clone(),
+            router: Router::new(&self.settings.sites),
+            collector: self.collector.clone(),
+        })
     }
 
     /// The sites' origin pools, by site index (shared with the health checks).
