@@ -307,8 +307,10 @@ impl Metrics {
                 out,
                 "# HELP smproxy_events_enqueued_total Events handed to the store's writer.\n\
 # TYPE smproxy_events_enqueued_total counter\nsmproxy_events_enqueued_total {}\n\
-# HELP smproxy_events_dropped_total Events dropped because the writer's queue was full.\n\
+# HELP smproxy_events_dropped_total Events dropped because the writer's queue was full (a beacon's after waiting for room) or closing.\n\
 # TYPE smproxy_events_dropped_total counter\nsmproxy_events_dropped_total {}\n\
+# HELP smproxy_events_delayed_total Beacon events that found the writer's queue full and waited for room.\n\
+# TYPE smproxy_events_delayed_total counter\nsmproxy_events_delayed_total {}\n\
 # HELP smproxy_events_written_total Events stored.\n\
 # TYPE smproxy_events_written_total counter\nsmproxy_events_written_total {}\n\
 # HELP smproxy_store_errors_total Failed store writes (the batch is retried).\n\
@@ -326,6 +328,7 @@ smproxy_store_write_seconds_count {}\n\
 # TYPE smproxy_store_write_failing gauge\nsmproxy_store_write_failing {}\n",
                 st.enqueued,
                 st.dropped,
+                st.delayed,
                 st.written,
                 st.write_errors,
                 st.queue_depth,

@@ -26,6 +26,12 @@ use crate::store::{Ack, Event, EventKind, EventQueue, Store};
 /// its answer from the writer rather than from this bound.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a beacon's event waits for room in a full queue before it is dropped: a few of
+/// the writer's commits (a batch of 2,000 events commits in tens of milliseconds), so a burst
+/// faster than the store is slowed rather than lost, while beacons cannot pile up for long.
+/// A failing store's full queue drops at once (see [`EventQueue::enqueue`]).
+const ROOM_PATIENCE: Duration = Duration::from_millis(250);
+
 /// Characters of the `User-Agent` kept on an event.
 const MAX_STORED_UA: usize = 512;
 
@@ -281,7 +287,7 @@ impl Collector {
                                 .identify(&mut v, contact, c.host, c.https, now),
                         );
                         let e = self.identify_event(c, &v, signals, b.url.as_str(), "form");
-                        pending.enqueue(&self.queue, e);
+                        pending.enqueue(&self.queue, e).await;
                         counters.identify("form");
                     }
                     Ok(None) => {} // not an address: the form still counts below
@@ -290,7 +296,7 @@ impl Collector {
             }
         }
         if let Some(e) = self.event_from(c, &v, signals, b) {
-            pending.enqueue(&self.queue, e);
+            pending.enqueue(&self.queue, e).await;
         }
         if !unavailable && !pending.committed().await {
             self.queue.count_ack_failure();
@@ -657,14 +663,15 @@ impl Pending {
         e.new_visitor = std::mem::take(&mut self.new_visitor) && e.visitor_id.is_some();
     }
 
-    fn enqueue(&mut self, queue: &EventQueue, mut e: Event) {
+    async fn enqueue(&mut self, queue: &EventQueue, mut e: Event) {
         self.mark_new_visitor(&mut e);
         match self.durability {
-            // A full queue drops and counts (the writer's `dropped`); the visitor never waits.
+            // A full queue is waited on for a while, then drops and counts (the writer's
+            // `delayed` and `dropped`); no visitor waits for a beacon's answer.
             Durability::Relaxed => {
-                let _ = queue.try_enqueue(e);
+                let _ = queue.enqueue(e, ROOM_PATIENCE).await;
             }
-            Durability::Strict => match queue.try_enqueue_acked(e) {
+            Durability::Strict => match queue.enqueue_acked(e, ROOM_PATIENCE).await {
                 Some(ack) => self.acks.push(ack),
                 None => self.refused = true,
             },

@@ -128,7 +128,6 @@ impl<A: HttpServerApp + Send + Sync + 'static> ConnApp<A> {
                     match Box::pin(conn.answer_with(shortcut)).await {
                         Ok(None) => {}
                         Ok(Some(close)) => {
-                            self.counters.answered_early();
                             if close {
                                 let _ = tokio::io::AsyncWriteExt::shutdown(&mut *conn).await;
                                 return;

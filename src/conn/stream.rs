@@ -153,6 +153,8 @@ impl ConnStream {
         };
         self.replay = Vec::new();
         self.replayed = 0;
+        // Counted before it leaves: a client that reads `/metrics` after the answer sees it.
+        self.counters.answered_early();
         self.inner.write_all(&answer).await?;
         self.inner.flush().await?;
         Ok(Some(close))

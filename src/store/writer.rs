@@ -80,8 +80,11 @@ impl Default for WriterConfig {
 pub struct WriterStats {
     /// Events accepted into the queue.
     pub enqueued: u64,
-    /// Events refused by `try_enqueue`: the queue was full, or shutting down.
+    /// Events refused: the queue was full (for a beacon's events, still full after
+    /// [`EventQueue::enqueue`]'s wait), or shutting down.
     pub dropped: u64,
+    /// Beacon events that found the queue full and waited for room (stored or dropped).
+    pub delayed: u64,
     /// Events committed to the store.
     pub written: u64,
     /// Failed `insert_batch` calls (each retry that fails counts once).
@@ -115,6 +118,15 @@ pub enum AckError {
     WriteFailed,
 }
 
+/// What one try at queueing came to.
+enum Offer {
+    Accepted,
+    /// The queue is full: the message, to offer again.
+    Full(Msg),
+    /// Refused and counted in `dropped`.
+    Refused,
+}
+
 /// What travels through the channel. Events are boxed so the channel's preallocated ring
 /// holds pointers, not `capacity` full-size events.
 enum Msg {
@@ -137,6 +149,10 @@ struct Shared {
     enqueued: AtomicU64,
     dequeued: AtomicU64,
     dropped: AtomicU64,
+    delayed: AtomicU64,
+    /// Producers waiting for room, and their wake-up when the writer takes a batch.
+    waiting: AtomicUsize,
+    room: tokio::sync::Notify,
     written: AtomicU64,
     write_errors: AtomicU64,
     abandoned: AtomicU64,
@@ -157,7 +173,10 @@ impl EventQueue {
     /// queue is full or the writer is shutting down: losing an analytics event is better than
     /// making a visitor's request wait for the database.
     pub fn try_enqueue(&self, event: Event) -> bool {
-        self.send(event, None)
+        matches!(
+            self.offer(Msg::Event(Box::new(event), None), true),
+            Offer::Accepted
+        )
     }
 
     /// Like [`EventQueue::try_enqueue`], but returns an [`Ack`] the writer completes once the
@@ -165,7 +184,64 @@ impl EventQueue {
     /// counted in `dropped`).
     pub fn try_enqueue_acked(&self, event: Event) -> Option<Ack> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(event, Some(tx)).then_some(rx)
+        matches!(
+            self.offer(Msg::Event(Box::new(event), Some(tx)), true),
+            Offer::Accepted
+        )
+        .then_some(rx)
+    }
+
+    /// Queues a beacon's event, waiting up to `patience` for room when the queue is full
+    /// (counted in `delayed`), and dropping it after that, or at once while the store is
+    /// failing. No visitor waits for a beacon's answer (the tracker sends it in the
+    /// background), so a burst faster than a working store is better slowed than lost: the
+    /// writer takes up to a batch at a time, so room comes back in steps of a commit. Returns
+    /// whether the event was queued.
+    pub async fn enqueue(&self, event: Event, patience: Duration) -> bool {
+        self.enqueue_waiting(Msg::Event(Box::new(event), None), patience)
+            .await
+    }
+
+    /// [`EventQueue::enqueue`] with an [`Ack`], as [`EventQueue::try_enqueue_acked`].
+    pub async fn enqueue_acked(&self, event: Event, patience: Duration) -> Option<Ack> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.enqueue_waiting(Msg::Event(Box::new(event), Some(tx)), patience)
+            .await
+            .then_some(rx)
+    }
+
+    async fn enqueue_waiting(&self, msg: Msg, patience: Duration) -> bool {
+        let mut msg = match self.offer(msg, false) {
+            Offer::Accepted => return true,
+            Offer::Refused => return false,
+            // Full because the store is failing: no room is coming soon, and beacons held
+            // through an outage would only pile up.
+            Offer::Full(back) if self.is_failing() => {
+                return matches!(self.offer(back, true), Offer::Accepted)
+            }
+            Offer::Full(back) => back,
+        };
+        let s = &*self.shared;
+        s.delayed.fetch_add(1, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            // Counted as waiting, and subscribed to the wake-up, before the offer: room made
+            // between a full offer and the wait is not missed.
+            s.waiting.fetch_add(1, Ordering::SeqCst);
+            let room = s.room.notified();
+            // At the deadline, a last offer that drops when the queue is still full.
+            let last = tokio::time::Instant::now() >= deadline;
+            let offer = self.offer(msg, last);
+            if let Offer::Full(_) = offer {
+                let _ = tokio::time::timeout_at(deadline, room).await;
+            }
+            s.waiting.fetch_sub(1, Ordering::SeqCst);
+            msg = match offer {
+                Offer::Full(back) => back,
+                Offer::Accepted => return true,
+                Offer::Refused => return false,
+            };
+        }
     }
 
     /// Counts an acknowledged event that was not confirmed (answered as a failure).
@@ -178,25 +254,31 @@ impl EventQueue {
         self.shared.failing.load(Ordering::Relaxed)
     }
 
-    fn send(&self, event: Event, ack: Option<AckSender>) -> bool {
+    /// One try at queueing `msg`; `Full` hands it back, counted in `dropped` only when
+    /// `drop_if_full` (then answered `Refused`).
+    fn offer(&self, msg: Msg, drop_if_full: bool) -> Offer {
         let s = &*self.shared;
         // SeqCst on both sides (here and in `close`) gives one total order: either this load
         // sees `closed`, or `close` sees our `in_flight` increment and waits for the send.
         s.in_flight.fetch_add(1, Ordering::SeqCst);
-        let accepted = !s.closed.load(Ordering::SeqCst)
-            && match s.tx.try_send(Msg::Event(Box::new(event), ack)) {
-                Ok(()) => true,
-                // Disconnected: the writer thread died (a store panic); nothing will drain.
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-            };
-        // Count before leaving the critical section so a shutdown's final stats include us.
-        if accepted {
-            s.enqueued.fetch_add(1, Ordering::Relaxed);
+        let offer = if s.closed.load(Ordering::SeqCst) {
+            Offer::Refused
         } else {
-            s.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+            match s.tx.try_send(msg) {
+                Ok(()) => Offer::Accepted,
+                Err(TrySendError::Full(back)) if !drop_if_full => Offer::Full(back),
+                // Disconnected: the writer thread died (a store panic); nothing will drain.
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Offer::Refused,
+            }
+        };
+        // Count before leaving the critical section so a shutdown's final stats include us.
+        match offer {
+            Offer::Accepted => s.enqueued.fetch_add(1, Ordering::Relaxed),
+            Offer::Refused => s.dropped.fetch_add(1, Ordering::Relaxed),
+            Offer::Full(_) => 0,
+        };
         s.in_flight.fetch_sub(1, Ordering::SeqCst);
-        accepted
+        offer
     }
 
     /// Events waiting in the queue (approximate while producers and the writer are busy).
@@ -242,6 +324,7 @@ impl EventQueue {
         WriterStats {
             enqueued: self.enqueued(),
             dropped: self.dropped(),
+            delayed: self.shared.delayed.load(Ordering::Relaxed),
             written: self.written(),
             write_errors: self.write_errors(),
             abandoned: self.abandoned(),
@@ -279,6 +362,9 @@ impl EventWriter {
             enqueued: AtomicU64::new(0),
             dequeued: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            delayed: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            room: tokio::sync::Notify::new(),
             written: AtomicU64::new(0),
             write_errors: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
@@ -324,6 +410,8 @@ impl EventWriter {
         };
         let s = &*self.queue.shared;
         s.closed.store(true, Ordering::SeqCst);
+        // Producers waiting for room offer again now, and are refused.
+        s.room.notify_waiters();
         // Producers stay in flight for a single `try_send`, so this spins a few times at most.
         while s.in_flight.load(Ordering::SeqCst) != 0 {
             std::thread::yield_now();
@@ -381,6 +469,10 @@ impl Worker {
             self.shared
                 .dequeued
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            // The batch left the queue: producers waiting for room may offer again.
+            if self.shared.waiting.load(Ordering::SeqCst) > 0 {
+                self.shared.room.notify_waiters();
+            }
             if !batch.is_empty() {
                 self.write(&batch, &mut acks);
                 batch.clear();
@@ -644,5 +736,124 @@ mod tests {
         let stats = writer.shutdown();
         assert_eq!((stats.enqueued, stats.written), (1, 1));
         assert_eq!(store.count_events(None).unwrap(), 1);
+    }
+
+    /// A real in-memory store whose writes wait until the test opens its gate.
+    struct Gated {
+        inner: SqliteStore,
+        open: Mutex<bool>,
+        opened: std::sync::Condvar,
+    }
+
+    impl Gated {
+        fn new() -> Arc<Gated> {
+            Arc::new(Gated {
+                inner: SqliteStore::open_in_memory().unwrap(),
+                open: Mutex::new(false),
+                opened: std::sync::Condvar::new(),
+            })
+        }
+
+        fn open(&self) {
+            *self.open.lock().unwrap() = true;
+            self.opened.notify_all();
+        }
+    }
+
+    impl Store for Gated {
+        fn insert_batch(&self, events: &[Event]) -> Result<usize, StoreError> {
+            // Opened by the test, or after 30 s, so that a failing test ends rather than
+            // hanging in the writer's shutdown.
+            let open = self.open.lock().unwrap();
+            let wait = Duration::from_secs(30);
+            drop(self.opened.wait_timeout_while(open, wait, |open| !*open));
+            self.inner.insert_batch(events)
+        }
+        fn upsert_contact_by_email(&self, email: &str, now: i64) -> Result<ContactId, StoreError> {
+            self.inner.upsert_contact_by_email(email, now)
+        }
+        fn link_visitor(&self, v: &str, c: &ContactId, now: i64) -> Result<u64, StoreError> {
+            self.inner.link_visitor(v, c, now)
+        }
+        fn count_events(&self, site: Option<&str>) -> Result<u64, StoreError> {
+            self.inner.count_events(site)
+        }
+        fn ping(&self) -> Result<(), StoreError> {
+            self.inner.ping()
+        }
+        fn delete_older_than(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+            self.inner.delete_older_than(cutoff_ms)
+        }
+    }
+
+    /// A writer stuck in its first write (one event) with a queue of two, both taken.
+    fn full_queue(store: Arc<Gated>) -> (EventWriter, EventQueue) {
+        let config = WriterConfig {
+            capacity: 2,
+            batch_size: 1,
+            linger: Duration::ZERO,
+            ..WriterConfig::default()
+        };
+        let writer = EventWriter::start(store, config).unwrap();
+        let queue = writer.queue();
+        assert!(queue.try_enqueue(event(1)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while queue.queue_depth() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never took it"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(queue.try_enqueue(event(2)));
+        assert!(queue.try_enqueue(event(3)));
+        assert!(!queue.try_enqueue(event(4)), "the queue holds two");
+        (writer, queue)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    /// A beacon's event that finds the queue full waits, and gets in as soon as the writer
+    /// takes the next batch: slowed, not lost.
+    #[test]
+    fn a_full_queue_is_waited_on_until_the_writer_makes_room() {
+        let store = Gated::new();
+        let (writer, queue) = full_queue(store.clone());
+        let rt = runtime();
+        let waiting = rt.spawn({
+            let queue = queue.clone();
+            async move { queue.enqueue(event(5), Duration::from_secs(60)).await }
+        });
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
+        assert!(!waiting.is_finished(), "queued into a full queue");
+        assert_eq!(queue.stats().delayed, 1);
+        store.open();
+        assert!(rt.block_on(waiting).unwrap(), "dropped after room was made");
+        let stats = writer.shutdown();
+        assert_eq!((stats.written, stats.dropped, stats.delayed), (4, 1, 1));
+        assert_eq!(store.count_events(None).unwrap(), 4);
+    }
+
+    /// Room that does not come within the patience: the event is dropped and counted.
+    #[test]
+    fn a_queue_full_past_the_patience_drops() {
+        let store = Gated::new();
+        let (writer, queue) = full_queue(store.clone());
+        let rt = runtime();
+        let started = std::time::Instant::now();
+        let queued = rt.block_on(queue.enqueue(event(5), Duration::from_millis(50)));
+        assert!(!queued);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        let acked = rt.block_on(queue.enqueue_acked(event(6), Duration::from_millis(10)));
+        assert!(acked.is_none());
+        assert_eq!((queue.stats().dropped, queue.stats().delayed), (3, 2));
+        store.open();
+        let stats = writer.shutdown();
+        assert_eq!(stats.written, 3);
     }
 }
