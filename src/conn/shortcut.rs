@@ -71,10 +71,12 @@ pub trait Shortcut: Send + Sync {
 /// The method and path (without query) of the request line `buf` starts with, if it has
 /// arrived; a quick look, not a check.
 pub fn method_and_path(buf: &[u8]) -> Option<(&str, &str)> {
+    // Asked of every request on a connection with a shortcut, pages included: memchr's
+    // vector scan, not a byte loop, over a target that is often long.
     let line = &buf[..buf.len().min(512)];
-    let sp = line.iter().position(|&b| b == b' ')?;
+    let sp = memchr::memchr(b' ', &line[..line.len().min(8)])?;
     let rest = &line[sp + 1..];
-    let end = rest.iter().position(|&b| b == b' ' || b == b'?')?;
+    let end = memchr::memchr2(b' ', b'?', rest)?;
     let method = std::str::from_utf8(&line[..sp]).ok()?;
     let path = std::str::from_utf8(&rest[..end]).ok()?;
     Some((method, path))
@@ -209,6 +211,21 @@ mod tests {
                 assert!(r.body.is_empty());
             },
         );
+    }
+
+    #[test]
+    fn the_request_line_is_looked_at_without_parsing_the_head() {
+        fn look(raw: &str) -> Option<(&str, &str)> {
+            method_and_path(raw.as_bytes())
+        }
+        assert_eq!(look("GET /a?b=1 HTTP/1.1\r\n"), Some(("GET", "/a")));
+        assert_eq!(
+            look("POST /_sm/collect HTTP/1.1"),
+            Some(("POST", "/_sm/collect"))
+        );
+        assert_eq!(look("GET /a"), None, "the target has not ended yet");
+        assert_eq!(look("NOTAMETHOD /a HTTP/1.1"), None);
+        assert_eq!(look(""), None);
     }
 
     #[test]
